@@ -1,0 +1,33 @@
+// The `selectivbench` subcommands. Each registers itself on the CLI11 app and returns the exit
+// code through the `run` callback it installs.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace sb::cli {
+
+// Exit codes (README "Command line").
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // the work failed: I/O, generation, ...
+inline constexpr int kExitUsage = 2;    // bad command line
+inline constexpr int kExitConfig = 3;   // invalid task or benchmark file
+
+// Options every command that reads a task file shares.
+struct TaskOptions {
+  std::string task_file;
+  std::vector<std::string> overrides;  // --set KEY=VALUE
+  long long seed = -1;                 // --seed: same as --set task.seed=N
+  int threads = 0;                     // --threads: 0 = all cores
+};
+void add_task_options(CLI::App& command, TaskOptions& options);
+
+// Sets `action` to the command's body.
+void add_grammar_command(CLI::App& app, std::function<int()>& action);
+void add_show_command(CLI::App& app, std::function<int()>& action);
+void add_generate_command(CLI::App& app, std::function<int()>& action);
+
+}  // namespace sb::cli

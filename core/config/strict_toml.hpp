@@ -1,0 +1,77 @@
+// Strict reading of TOML tables: every key is either read or reported.
+//
+// TableReader wraps one toml++ table. Each get_* call marks its key as used and checks the type and
+// range; finish() reports keys that nothing read, with a "did you mean" suggestion. Every error is
+// a ConfigError whose message names the source file, the line, the full dotted key and what is
+// allowed, e.g.
+//   tasks/task2.toml:14: grammar.ambiguties: unknown key; did you mean 'ambiguities'? (allowed:
+//   vocab, ambiguities, ambiguity_depth, ...)
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace toml {
+inline namespace v3 {
+class table;
+class node;
+}  // namespace v3
+}  // namespace toml
+
+namespace sb {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Levenshtein distance, for "did you mean".
+int edit_distance(const std::string& a, const std::string& b);
+// The candidate closest to `key` if it is close enough to be a likely misspelling, else "".
+std::string closest_match(const std::string& key, const std::vector<std::string>& candidates);
+
+class TableReader {
+ public:
+  // `table` may be null (an absent optional table: every get returns its default).
+  // `path` is the dotted path of the table ("" for the root), `source` the file name.
+  TableReader(const toml::table* table, std::string path, std::string source);
+
+  bool has(const std::string& key) const;
+
+  std::int64_t get_int(const std::string& key, std::int64_t fallback, std::int64_t min,
+                       std::int64_t max);
+  std::optional<std::int64_t> get_int(const std::string& key, std::int64_t min, std::int64_t max);
+  // Accepts integers too (1 is 1.0).
+  double get_float(const std::string& key, double fallback, double min, double max);
+  std::optional<double> get_float(const std::string& key, double min, double max);
+  bool get_bool(const std::string& key, bool fallback);
+  std::optional<bool> get_bool(const std::string& key);
+  std::string get_string(const std::string& key, const std::string& fallback);
+  std::optional<std::string> get_string(const std::string& key);
+  // A string that must be one of `allowed`.
+  std::string get_enum(const std::string& key, const std::string& fallback,
+                       const std::vector<std::string>& allowed);
+  // A sub-table; absent gives a reader over nothing. A non-table value is an error.
+  TableReader get_table(const std::string& key);
+  // The raw node of `key` (marked as used), or null; for values of several possible types.
+  const toml::node* get_node(const std::string& key);
+
+  // Reports the first key that no get_* call read. `allowed` lists the valid keys for the message.
+  void finish(const std::vector<std::string>& allowed);
+
+  // "file:line: path.key: message"
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const;
+  std::string full_key(const std::string& key) const;
+  const std::string& source() const { return source_; }
+
+ private:
+  std::string where(const std::string& key) const;
+  const toml::table* table_;
+  std::string path_;
+  std::string source_;
+  std::vector<std::string> used_;
+};
+
+}  // namespace sb

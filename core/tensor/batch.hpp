@@ -1,0 +1,45 @@
+// Batches: realised items collated into padded tensors (data.md §8), with noise applied.
+//
+// Shapes: B items, T = longest item in steps, E = longest item in elements, V symbols, C classes.
+// Windows are kept as a step → element map rather than the reference's dense E×T gap_mask: each step
+// belongs to exactly one element because windows tile the time axis.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/data/dataset.hpp"
+
+namespace sb {
+
+struct Batch {
+  at::Tensor inputs;          // [B, T, V] float32: one-hot symbol steps, zero blanks, + U[0, noise)
+  at::Tensor labels;          // [B, T] int64: class of every step; 0 on padding and unsupervised steps
+  at::Tensor mask;            // [B, T] float32: 1 on supervised steps
+  at::Tensor step_element;    // [B, T] int64: element of each step; -1 on padding
+  at::Tensor element_labels;  // [B, E] int64: class of each element; 0 where element_mask is false
+  at::Tensor element_mask;    // [B, E] bool: real, supervised elements
+  at::Tensor target_probs;    // [B, E, V] float32: next-symbol distribution (next-symbol mode only)
+  at::Tensor lengths;         // [B] int64: steps of each item
+  std::int64_t num_classes = 0;
+  std::int64_t elements_padded = 0;  // B·E minus real elements (for the reference's B17 metric)
+};
+
+// Output classes of a task: the grammar's states in state mode, the V symbols in next-symbol mode.
+std::int64_t num_classes(const Dataset& dataset);
+
+// Realises samples `indices` of `dataset` at `epoch` and collates them.
+//
+// State mode: every step of element e is labelled with e's hidden state (all steps supervised).
+// Next-symbol mode (B22 fixed): element e is labelled with the symbol of element e+1, the last
+// element of a sample is unsupervised, inputs are never altered, and the target distribution of a
+// `#` element is the distribution of the next string's first symbol (uniform over the start states).
+Batch make_batch(const Dataset& dataset, const std::vector<std::int64_t>& indices,
+                 std::uint64_t epoch = 0);
+
+// Moves every tensor of the batch to `device` (non-blocking where possible).
+Batch to_device(const Batch& batch, const at::Device& device);
+
+}  // namespace sb
