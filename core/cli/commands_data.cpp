@@ -6,7 +6,9 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <sstream>
 
 #include "core/cli/commands.hpp"
@@ -297,9 +299,13 @@ void add_generate_command(CLI::App& app, std::function<int()>& action) {
       auto g = std::make_shared<const Grammar>(make_grammar(task.data.grammar, task.data.seed));
       DataSpec spec = task.data;
       ProgressBar bar(std::string("generating ") + split_name(s));
+      const auto t0 = std::chrono::steady_clock::now();
       SymbolSet set = generate_symbols(*g, spec, s, 0, n, o->threads,
                                        [&](std::int64_t d, std::int64_t t) { bar.update(d, t); });
       bar.finish();
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      spdlog::info("generated {} {} samples in {:.2f} s ({:.0f} samples/s)", n, split_name(s), secs,
+                   secs > 0 ? static_cast<double>(n) / secs : 0.0);
       Dataset data(g, spec, s, std::move(set));
       const int L = spec.sequence.length;
 

@@ -2,6 +2,9 @@
 // turns exceptions into the documented exit codes with a one-line message on stderr.
 #include <torch/torch.h>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -10,6 +13,8 @@
 #include "core/data/container.hpp"
 #include "core/data/grammar.hpp"
 #include "core/data/sequence.hpp"
+#include "core/util/parallel.hpp"
+#include "selectivbench/torch_compat.hpp"
 
 int main(int argc, char** argv) {
   using namespace sb::cli;
@@ -18,13 +23,18 @@ int main(int argc, char** argv) {
       "Exit codes: 0 success, 1 the work failed, 2 bad command line, 3 invalid task or "
       "benchmark file."};
   app.set_version_flag("--version", std::string("selectivbench ") + SELECTIVBENCH_VERSION +
-                                        " (LibTorch " + TORCH_VERSION + ")");
+                                        " (LibTorch " + sb::compat::torch_version() + ")");
   app.require_subcommand(1);
   std::function<int()> action;
   add_grammar_command(app, action);
   add_show_command(app, action);
   add_generate_command(app, action);
 
+  // LibTorch starts with one intra-op thread here; use every core unless a command says otherwise.
+  at::set_num_threads(sb::hardware_threads());
+  // Logs go to stderr so that stdout carries only results (JSON, tables, samples).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("selectivbench"));
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,1 +1,393 @@
-// placeholder
+#include "core/config/strict_toml.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace sb {
+
+int edit_distance(const std::string& a, const std::string& b) {
+  // One row of the classic dynamic programme: row[j] = distance(a[0..i), b[0..j)).
+  std::vector<int> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = static_cast<int>(j);
+  for (size_t i = 1; i <= a.size(); ++i) {
+    int diagonal = row[0];
+    row[0] = static_cast<int>(i);
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const int above = row[j];
+      const int substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      row[j] = std::min({above + 1, row[j - 1] + 1, substitute});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+std::string closest_match(const std::string& key, const std::vector<std::string>& candidates) {
+  if (key.empty()) return {};
+  // Allowed edits grow with the key: 1 up to 3 characters, 2 up to 5, else 3.
+  const int limit = key.size() <= 3 ? 1 : key.size() <= 5 ? 2 : 3;
+  const std::string k = lower(key);
+  std::string best;
+  int best_distance = limit + 1;
+  for (const auto& c : candidates) {
+    const int d = edit_distance(k, lower(c));
+    if (d < best_distance) {
+      best_distance = d;
+      best = c;
+    }
+  }
+  if (!best.empty()) return best;
+  // An abbreviation ("dur" for "duration") when exactly one candidate starts with it.
+  if (k.size() >= 3) {
+    std::string prefix_match;
+    for (const auto& c : candidates) {
+      if (lower(c).rfind(k, 0) == 0) {
+        if (!prefix_match.empty()) return {};
+        prefix_match = c;
+      }
+    }
+    return prefix_match;
+  }
+  return {};
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) {
+    if (!out.empty()) out += ", ";
+    out += s;
+  }
+  return out;
+}
+
+// Shortest text that reads back as the same double; "1.0" rather than "1" so that it stays a float.
+std::string float_text(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);
+  std::string s(buf, res.ptr);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+// A number in a range message: integers without a fraction.
+std::string number_text(double v) {
+  if (std::isfinite(v) && v == std::trunc(v) && std::fabs(v) < 1e15) {
+    return std::to_string(static_cast<long long>(v));
+  }
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// (Built with += : GCC 12 warns falsely about "literal" + std::string, PR 105329.)
+std::string range_text(const std::string& min, const std::string& max, bool unbounded) {
+  std::string out = unbounded ? ">= " : "[";
+  out += min;
+  if (!unbounded) {
+    out += ", ";
+    out += max;
+    out += "]";
+  }
+  return out;
+}
+
+std::string int_range(std::int64_t min, std::int64_t max) {
+  return range_text(std::to_string(min), std::to_string(max),
+                    max == std::numeric_limits<std::int64_t>::max());
+}
+
+std::string float_range(double min, double max) {
+  return range_text(number_text(min), number_text(max),
+                    max == std::numeric_limits<double>::infinity());
+}
+
+}  // namespace
+
+std::string TableReader::value_text(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string:
+      return quote(node.as_string()->get());
+    case toml::node_type::integer:
+      return std::to_string(node.as_integer()->get());
+    case toml::node_type::floating_point:
+      return float_text(node.as_floating_point()->get());
+    case toml::node_type::boolean:
+      return node.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::array: {
+      std::string out = "[";
+      bool first = true;
+      for (const auto& e : *node.as_array()) {
+        out += first ? "" : ", ";
+        out += value_text(e);
+        first = false;
+      }
+      return out + "]";
+    }
+    case toml::node_type::table: {
+      // Keys in document order where known (toml++ keeps tables sorted by key).
+      std::vector<std::pair<const toml::key*, const toml::node*>> items;
+      for (const auto& [k, v] : *node.as_table()) items.emplace_back(&k, &v);
+      std::stable_sort(items.begin(), items.end(), [](const auto& a, const auto& b) {
+        const auto& pa = a.first->source().begin;
+        const auto& pb = b.first->source().begin;
+        return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+      });
+      std::string out = "{ ";
+      bool first = true;
+      for (const auto& [k, v] : items) {
+        out += first ? "" : ", ";
+        out += std::string(k->str()) + " = " + value_text(*v);
+        first = false;
+      }
+      return items.empty() ? "{}" : out + " }";
+    }
+    default: {
+      std::ostringstream os;
+      node.visit([&](const auto& v) {
+        if constexpr (toml::is_date<decltype(v)> || toml::is_time<decltype(v)> ||
+                      toml::is_date_time<decltype(v)>) {
+          os << v;
+        }
+      });
+      return os.str();
+    }
+  }
+}
+
+std::string TableReader::describe(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string:
+      return "string " + value_text(node);
+    case toml::node_type::integer:
+      return "integer " + value_text(node);
+    case toml::node_type::floating_point:
+      return "float " + value_text(node);
+    case toml::node_type::boolean:
+      return "boolean " + value_text(node);
+    case toml::node_type::array: {
+      std::string text = value_text(node);
+      if (text.size() > 60) text = text.substr(0, 56) + " ...]";
+      return "array " + text;
+    }
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::date:
+      return "date " + value_text(node);
+    case toml::node_type::time:
+      return "time " + value_text(node);
+    case toml::node_type::date_time:
+      return "date-time " + value_text(node);
+    default:
+      return "nothing";
+  }
+}
+
+TableReader::TableReader(const toml::table* table, std::string path, std::string source)
+    : table_(table), path_(std::move(path)), source_(std::move(source)) {}
+
+bool TableReader::has(const std::string& key) const {
+  return table_ != nullptr && table_->contains(key);
+}
+
+std::string TableReader::full_key(const std::string& key) const {
+  if (path_.empty()) return key;
+  if (key.empty()) return path_;
+  return path_ + "." + key;
+}
+
+std::string TableReader::origin_note(const std::string& key) const {
+  if (!origins_) return {};
+  const std::string full = full_key(key);
+  // The last override that set this key, a table around it, or a key inside it.
+  for (auto it = origins_->rbegin(); it != origins_->rend(); ++it) {
+    const std::string& k = it->first;
+    const bool inside = full.size() > k.size() && full.rfind(k + ".", 0) == 0;
+    const bool around = k.size() > full.size() && k.rfind(full + ".", 0) == 0;
+    if (k == full || inside || around) return " (from " + it->second + ")";
+  }
+  return {};
+}
+
+std::string TableReader::where(const std::string& key) const {
+  const std::string full = full_key(key);
+  const std::string prefix_key = full.empty() ? "" : full + ": ";
+  std::uint32_t line = 0;
+  if (table_ != nullptr && !key.empty()) {
+    if (auto it = table_->find(key); it != table_->end()) {
+      line = it->second.source().begin.line;
+      if (line == 0) line = it->first.source().begin.line;
+    }
+  }
+  // A value from an override has no line; the origin note says where it came from. Otherwise an
+  // absent key points at its table.
+  if (line == 0 && origin_note(key).empty() && table_ != nullptr) {
+    line = table_->source().begin.line;
+  }
+  if (line == 0) return source_ + ": " + prefix_key;
+  return source_ + ":" + std::to_string(line) + ": " + prefix_key;
+}
+
+void TableReader::fail(const std::string& key, const std::string& message) const {
+  throw ConfigError(where(key) + message + origin_note(key));
+}
+
+const toml::node* TableReader::take(const std::string& key) {
+  if (std::find(used_.begin(), used_.end(), key) == used_.end()) used_.push_back(key);
+  return table_ != nullptr ? table_->get(key) : nullptr;
+}
+
+const toml::node* TableReader::get_node(const std::string& key) { return take(key); }
+
+std::optional<std::int64_t> TableReader::get_int(const std::string& key, std::int64_t min,
+                                                 std::int64_t max) {
+  const toml::node* node = take(key);
+  if (node == nullptr) return std::nullopt;
+  if (!node->is_integer()) fail(key, "expected an integer, got " + describe(*node));
+  const std::int64_t v = node->as_integer()->get();
+  if (v < min || v > max) {
+    fail(key, "value " + std::to_string(v) + " is out of range " + int_range(min, max));
+  }
+  return v;
+}
+
+std::int64_t TableReader::get_int(const std::string& key, std::int64_t fallback, std::int64_t min,
+                                  std::int64_t max) {
+  return get_int(key, min, max).value_or(fallback);
+}
+
+std::optional<double> TableReader::get_float(const std::string& key, double min, double max) {
+  const toml::node* node = take(key);
+  if (node == nullptr) return std::nullopt;
+  double v = 0.0;
+  if (node->is_integer()) {
+    v = static_cast<double>(node->as_integer()->get());
+  } else if (node->is_floating_point()) {
+    v = node->as_floating_point()->get();
+  } else {
+    fail(key, "expected a number, got " + describe(*node));
+  }
+  if (!(v >= min && v <= max)) {
+    fail(key, "value " + value_text(*node) + " is out of range " + float_range(min, max));
+  }
+  return v;
+}
+
+double TableReader::get_float(const std::string& key, double fallback, double min, double max) {
+  return get_float(key, min, max).value_or(fallback);
+}
+
+std::optional<bool> TableReader::get_bool(const std::string& key) {
+  const toml::node* node = take(key);
+  if (node == nullptr) return std::nullopt;
+  if (!node->is_boolean()) fail(key, "expected true or false, got " + describe(*node));
+  return node->as_boolean()->get();
+}
+
+bool TableReader::get_bool(const std::string& key, bool fallback) {
+  return get_bool(key).value_or(fallback);
+}
+
+std::optional<std::string> TableReader::get_string(const std::string& key) {
+  const toml::node* node = take(key);
+  if (node == nullptr) return std::nullopt;
+  if (!node->is_string()) fail(key, "expected a string, got " + describe(*node));
+  return node->as_string()->get();
+}
+
+std::string TableReader::get_string(const std::string& key, const std::string& fallback) {
+  return get_string(key).value_or(fallback);
+}
+
+std::string TableReader::get_enum(const std::string& key, const std::string& fallback,
+                                  const std::vector<std::string>& allowed) {
+  const toml::node* node = take(key);
+  if (node == nullptr) return fallback;
+  if (!node->is_string()) {
+    fail(key, "expected one of the strings " + join(allowed) + ", got " + describe(*node));
+  }
+  const std::string v = node->as_string()->get();
+  if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return v;
+  std::string message = "unknown value " + quote(v);
+  if (auto guess = closest_match(v, allowed); !guess.empty()) {
+    message += "; did you mean " + quote(guess) + "?";
+  }
+  fail(key, message + " (allowed: " + join(allowed) + ")");
+}
+
+TableReader TableReader::get_table(const std::string& key) {
+  const toml::node* node = take(key);
+  if (node != nullptr && !node->is_table()) fail(key, "expected a table, got " + describe(*node));
+  TableReader sub(node != nullptr ? node->as_table() : nullptr, full_key(key), source_);
+  sub.origins_ = origins_;
+  return sub;
+}
+
+void TableReader::finish(const std::vector<std::string>& allowed) {
+  if (table_ == nullptr) return;
+  // The first unread key in document order (toml++ keeps a table sorted by key).
+  const toml::key* first = nullptr;
+  for (const auto& [k, v] : *table_) {
+    if (std::find(used_.begin(), used_.end(), std::string(k.str())) != used_.end()) continue;
+    const auto& p = k.source().begin;
+    if (first == nullptr) {
+      first = &k;
+      continue;
+    }
+    const auto& q = first->source().begin;
+    // Keys without a position (from overrides) come after those of the file.
+    const auto rank = [](const toml::source_position& s) {
+      return std::pair(s.line == 0 ? std::numeric_limits<std::uint32_t>::max() : s.line, s.column);
+    };
+    if (rank(p) < rank(q)) first = &k;
+  }
+  if (first == nullptr) return;
+  const std::string key(first->str());
+  const bool is_table = table_->get(key)->is_table();
+  std::string message = is_table ? "unknown table" : "unknown key";
+  if (auto guess = closest_match(key, allowed); !guess.empty()) {
+    message += "; did you mean '" + guess + "'?";
+  }
+  if (allowed.empty()) {
+    message += " (this table takes no keys)";
+  } else {
+    message += " (allowed: " + join(allowed) + ")";
+  }
+  fail(key, message);
+}
+
+}  // namespace sb

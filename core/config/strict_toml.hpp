@@ -9,9 +9,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace toml {
@@ -66,12 +68,26 @@ class TableReader {
   std::string full_key(const std::string& key) const;
   const std::string& source() const { return source_; }
 
+  // Where values without a source line came from: (dotted key, "--set KEY=VALUE") pairs of the
+  // overrides applied to the document. An error about such a value (or one inside a table that an
+  // override created) says "(from --set KEY=VALUE)" instead of a line number. Sub-tables share it.
+  using Origins = std::vector<std::pair<std::string, std::string>>;
+  void set_origins(std::shared_ptr<const Origins> origins) { origins_ = std::move(origins); }
+
+  // A value as text: 20, 0.1, 1.0, "clean" (quoted), [20, 24], { dist = "uniform", low = 0.1 }.
+  static std::string value_text(const toml::node& node);
+  // A value with its type, for "expected ..., got ..." messages: integer 41, string "41", table.
+  static std::string describe(const toml::node& node);
+
  private:
   std::string where(const std::string& key) const;
+  std::string origin_note(const std::string& key) const;
+  const toml::node* take(const std::string& key);
   const toml::table* table_;
   std::string path_;
   std::string source_;
   std::vector<std::string> used_;
+  std::shared_ptr<const Origins> origins_;
 };
 
 }  // namespace sb

@@ -11,8 +11,8 @@ namespace {
 void check_logits(const at::Tensor& logits, const Batch& batch, const char* what) {
   TORCH_CHECK(logits.dim() == 3, what, ": logits must be [B, T, C], got ", logits.sizes());
   TORCH_CHECK(logits.size(0) == batch.mask.size(0) && logits.size(1) == batch.mask.size(1), what,
-              ": logits ", logits.sizes(), " do not match the batch's [B, T] = ",
-              batch.mask.sizes());
+              ": logits ", logits.sizes(),
+              " do not match the batch's [B, T] = ", batch.mask.sizes());
 }
 
 // Flat (b·T + t) indices of the supervised steps.
@@ -83,8 +83,10 @@ at::Tensor masked_kl_divergence(const at::Tensor& logits, const Batch& batch) {
   const at::Tensor rows = logits.reshape({-1, classes}).index_select(0, steps).to(torch::kFloat32);
   const at::Tensor log_q = torch::log_softmax(rows, -1);
   // Element of each supervised step, as a row of the flattened [B·E, C] targets.
-  const at::Tensor batch_offset =
-      torch::arange(B, batch.step_element.options()).mul(E).unsqueeze(1).expand({B, logits.size(1)});
+  const at::Tensor batch_offset = torch::arange(B, batch.step_element.options())
+                                      .mul(E)
+                                      .unsqueeze(1)
+                                      .expand({B, logits.size(1)});
   const at::Tensor element_row =
       (batch.step_element + batch_offset).reshape({-1}).index_select(0, steps);
   const at::Tensor p =

@@ -1,1 +1,66 @@
-# placeholder
+# The command line as a user meets it: exit codes and messages (README "Command line").
+# Run by CTest: cmake -DSELECTIVBENCH=... -DSOURCE_DIR=... -DWORK_DIR=... -P test_cli.cmake
+
+file(REMOVE_RECURSE "${WORK_DIR}")
+file(MAKE_DIRECTORY "${WORK_DIR}")
+set(failures 0)
+
+# expect(<name> <exit code> <regex that stdout+stderr must match> args...)
+function(expect name code regex)
+  execute_process(COMMAND "${SELECTIVBENCH}" ${ARGN}
+                  WORKING_DIRECTORY "${SOURCE_DIR}"
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+  set(all "${out}${err}")
+  if(NOT rc STREQUAL "${code}")
+    message(SEND_ERROR "[${name}] exit code ${rc}, expected ${code}\n${all}")
+  elseif(NOT all MATCHES "${regex}")
+    message(SEND_ERROR "[${name}] output does not match '${regex}':\n${all}")
+  else()
+    message(STATUS "[${name}] ok")
+  endif()
+endfunction()
+
+set(Q tasks/quickstart.toml)
+
+expect(version 0 "selectivbench [0-9]+\\.[0-9]+\\.[0-9]+" --version)
+expect(help 0 "grammar.*show.*generate" --help)
+expect(no_command 2 "subcommand")
+expect(unknown_option 2 "--bogus" grammar ${Q} --bogus)
+expect(missing_file 2 "nope.toml" grammar tasks/nope.toml)
+
+expect(grammar_text 0 "states +25" grammar ${Q} --samples 100)
+expect(grammar_json 0 "\"string_accept_rate\"" grammar ${Q} --json --samples 100)
+expect(grammar_dot 0 "written to" grammar ${Q} --samples 10 --dot "${WORK_DIR}/q.dot")
+if(NOT EXISTS "${WORK_DIR}/q.dot")
+  message(SEND_ERROR "[grammar_dot] no dot file")
+endif()
+expect(grammar_sweep_needs_choice 3 "--set grammar.ambiguities=" grammar tasks/task1_complexity.toml)
+expect(grammar_sweep_choice 0 "\"states\": 401" grammar tasks/task1_complexity.toml
+       --set grammar.ambiguities=20 --json --samples 20)
+expect(set_out_of_range 3 "grammar.vocab" grammar ${Q} --set grammar.vocab=99)
+expect(set_unknown_key 3 "did you mean 'ambiguities'" grammar ${Q} --set grammar.ambiguties=3)
+expect(set_malformed 3 "KEY=VALUE" grammar ${Q} --set grammar.vocab)
+expect(seed_option 0 "\"seed\": 5" grammar ${Q} --seed 5 --json --samples 10)
+
+file(WRITE "${WORK_DIR}/typo.toml" "[task]\nname = \"typo\"\n[grammer]\nvocab = 9\n")
+expect(file_typo 3 "typo.toml:3.*did you mean 'grammar'" grammar "${WORK_DIR}/typo.toml")
+file(WRITE "${WORK_DIR}/syntax.toml" "[task]\nname = \"x\n")
+expect(file_syntax 3 "syntax.toml:2" grammar "${WORK_DIR}/syntax.toml")
+
+expect(show_sample 0 "label" show ${Q} --index 3)
+expect(show_test_split 0 "test #2" show ${Q} --split test --index 2 --elements 5)
+expect(show_index_out_of_range 3 "out of range" show ${Q} --index 999999)
+expect(show_bad_split 2 "split" show ${Q} --split valid)
+
+expect(generate 0 "wrote .*10 test samples" generate ${Q} --split test --count 10 --inputs
+       --out "${WORK_DIR}/q.sbd")
+foreach(f q.sbd q.states.npy q.symbols.npy q.steps.npy q.labels.npy q.lengths.npy
+          q.element_start.npy q.inputs.npy)
+  if(NOT EXISTS "${WORK_DIR}/${f}")
+    message(SEND_ERROR "[generate] missing ${f}")
+  endif()
+endforeach()
+expect(generate_too_many 3 "exceeds test.size" generate ${Q} --split test --count 1000000
+       --out "${WORK_DIR}/x.sbd")
+expect(generate_unwritable 1 "error:" generate ${Q} --split test --count 2
+       --out /proc/selectivbench/x.sbd)

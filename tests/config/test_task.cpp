@@ -1,1 +1,1 @@
-// placeholder
+#include <gtest/gtest.h>

@@ -1,0 +1,12 @@
+// The selectivbench plugin SDK: everything a plugin includes.
+#pragma once
+
+#include "selectivbench/mixer.hpp"
+#include "selectivbench/options.hpp"
+#include "selectivbench/plugin.hpp"
+#include "selectivbench/shapes.hpp"
+#include "selectivbench/torch_compat.hpp"
+#include "selectivbench/blocks/gla.hpp"
+#include "selectivbench/blocks/norms.hpp"
+#include "selectivbench/blocks/rotary.hpp"
+#include "selectivbench/blocks/short_conv.hpp"

@@ -1,0 +1,41 @@
+// The one place for LibTorch version differences. The project builds against Debian's LibTorch 1.13
+// (CPU, CI) and LibTorch 2.x (CUDA, GPU machine); code elsewhere calls these helpers instead of
+// version-specific APIs.
+#pragma once
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <string>
+
+namespace sb::compat {
+
+inline constexpr int kTorchMajor = TORCH_VERSION_MAJOR;
+inline constexpr int kTorchMinor = TORCH_VERSION_MINOR;
+
+// "1.13.0", "2.11.0".
+inline std::string torch_version() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+
+// Causal softmax attention: softmax(q kᵀ · scale + causal mask) v.
+// q, k, v: [B, H, T, K] (v: [B, H, T, V]) -> [B, H, T, V]. LibTorch ≥ 2.0 uses the fused
+// scaled_dot_product_attention; 1.13 has none, so it materialises the [B, H, T, T] scores.
+inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                      const torch::Tensor& v, double scale) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                          /*is_causal=*/true, scale);
+#else
+  const auto T = q.size(2);
+  const auto S = k.size(2);
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;  // [B, H, T, S]
+  // Query t (of the last T positions) sees keys 0 .. S - T + t.
+  auto mask = torch::ones({T, S}, q.options().dtype(torch::kBool)).triu(S - T + 1);
+  scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  return torch::matmul(torch::softmax(scores, -1), v);
+#endif
+}
+
+}  // namespace sb::compat
