@@ -1,12 +1,12 @@
 #include "core/config/strict_toml.hpp"
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace sb {
 
@@ -36,6 +36,29 @@ std::string lower(std::string s) {
 
 }  // namespace
 
+namespace {
+
+// Levenshtein distance where swapping two neighbouring characters also counts as one edit
+// ("optimal string alignment"): "gpa" is one edit from "gap", as a typist would count it.
+int typo_distance(const std::string& a, const std::string& b) {
+  const size_t n = a.size(), m = b.size();
+  std::vector<std::vector<int>> d(n + 1, std::vector<int>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = static_cast<int>(i);
+  for (size_t j = 0; j <= m; ++j) d[0][j] = static_cast<int>(j);
+  for (size_t i = 1; i <= n; ++i) {
+    for (size_t j = 1; j <= m; ++j) {
+      const int cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[n][m];
+}
+
+}  // namespace
+
 std::string closest_match(const std::string& key, const std::vector<std::string>& candidates) {
   if (key.empty()) return {};
   // Allowed edits grow with the key: 1 up to 3 characters, 2 up to 5, else 3.
@@ -44,7 +67,7 @@ std::string closest_match(const std::string& key, const std::vector<std::string>
   std::string best;
   int best_distance = limit + 1;
   for (const auto& c : candidates) {
-    const int d = edit_distance(k, lower(c));
+    const int d = typo_distance(k, lower(c));
     if (d < best_distance) {
       best_distance = d;
       best = c;
@@ -80,8 +103,12 @@ std::string join(const std::vector<std::string>& items) {
 std::string float_text(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[64];
-  const auto res = std::to_chars(buf, buf + sizeof buf, v);
+  // Plain notation for everyday magnitudes (200000.0, not 2e+05), else the shortest form.
+  const double a = std::fabs(v);
+  const bool plain = a == 0.0 || (a >= 1e-6 && a < 1e15);
+  char buf[400];
+  const auto res = plain ? std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed)
+                         : std::to_chars(buf, buf + sizeof buf, v);
   std::string s(buf, res.ptr);
   if (s.find_first_of(".e") == std::string::npos) s += ".0";
   return s;
@@ -243,16 +270,17 @@ std::string TableReader::origin_note(const std::string& key) const {
   return {};
 }
 
+std::uint32_t TableReader::line_of(const std::string& key) const {
+  if (table_ == nullptr || key.empty()) return 0;
+  const auto it = table_->find(key);
+  // (Not the key's position: toml++ keeps a key when an override replaces its value.)
+  return it != table_->end() ? it->second.source().begin.line : 0;
+}
+
 std::string TableReader::where(const std::string& key) const {
   const std::string full = full_key(key);
   const std::string prefix_key = full.empty() ? "" : full + ": ";
-  std::uint32_t line = 0;
-  if (table_ != nullptr && !key.empty()) {
-    if (auto it = table_->find(key); it != table_->end()) {
-      line = it->second.source().begin.line;
-      if (line == 0) line = it->first.source().begin.line;
-    }
-  }
+  std::uint32_t line = line_of(key);
   // A value from an override has no line; the origin note says where it came from. Otherwise an
   // absent key points at its table.
   if (line == 0 && origin_note(key).empty() && table_ != nullptr) {
@@ -263,7 +291,9 @@ std::string TableReader::where(const std::string& key) const {
 }
 
 void TableReader::fail(const std::string& key, const std::string& message) const {
-  throw ConfigError(where(key) + message + origin_note(key));
+  // Values written in the file have a line; only the others can come from --set.
+  const std::string note = line_of(key) == 0 ? origin_note(key) : "";
+  throw ConfigError(where(key) + message + note);
 }
 
 const toml::node* TableReader::take(const std::string& key) {
@@ -271,7 +301,9 @@ const toml::node* TableReader::take(const std::string& key) {
   return table_ != nullptr ? table_->get(key) : nullptr;
 }
 
-const toml::node* TableReader::get_node(const std::string& key) { return take(key); }
+const toml::node* TableReader::get_node(const std::string& key) {
+  return take(key);
+}
 
 std::optional<std::int64_t> TableReader::get_int(const std::string& key, std::int64_t min,
                                                  std::int64_t max) {
@@ -340,7 +372,7 @@ std::string TableReader::get_enum(const std::string& key, const std::string& fal
   if (!node->is_string()) {
     fail(key, "expected one of the strings " + join(allowed) + ", got " + describe(*node));
   }
-  const std::string v = node->as_string()->get();
+  std::string v = node->as_string()->get();
   if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return v;
   std::string message = "unknown value " + quote(v);
   if (auto guess = closest_match(v, allowed); !guess.empty()) {

@@ -81,6 +81,7 @@ class TableReader {
 
  private:
   std::string where(const std::string& key) const;
+  std::uint32_t line_of(const std::string& key) const;  // 0: absent or without a position
   std::string origin_note(const std::string& key) const;
   const toml::node* take(const std::string& key);
   const toml::table* table_;

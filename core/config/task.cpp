@@ -1,15 +1,14 @@
 #include "core/config/task.hpp"
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <map>
 #include <memory>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace sb {
 
@@ -21,11 +20,11 @@ constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 constexpr std::size_t kMaxVariants = 100000;
 
 const std::vector<std::string> kRootKeys = {"task", "grammar", "sequence", "train", "test"};
-const std::vector<std::string> kTaskKeys = {"name",   "description", "protocol",
-                                            "seed",   "labels",      "evaluates"};
+const std::vector<std::string> kTaskKeys = {"name", "description", "protocol",
+                                            "seed", "labels",      "evaluates"};
 const std::vector<std::string> kGrammarKeys = {
-    "vocab",          "ambiguities",  "ambiguity_depth", "transition_density",
-    "initial_states", "max_attempts", "scale"};
+    "vocab",        "ambiguities", "ambiguity_depth", "transition_density", "initial_states",
+    "max_attempts", "scale"};
 const std::vector<std::string> kSequenceKeys = {"length", "min_string_length", "max_string_length",
                                                 "max_string_tries"};
 const std::vector<std::string> kSplitKeys = {"size", "noise", "gap"};
@@ -40,6 +39,12 @@ bool is_bare_key(const std::string& s) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
            c == '-';
   });
+}
+
+// A task name: it names run directories, so no separators, spaces or leading dot.
+bool is_task_name(const std::string& s) {
+  if (s.empty() || s.front() == '.') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == '.' || is_bare_key({c}); });
 }
 
 std::vector<std::string> split_key(const std::string& key) {
@@ -61,9 +66,11 @@ std::string trim(const std::string& s) {
   return s.substr(begin, end - begin + 1);
 }
 
-std::string override_text(const Override& o) { return "--set " + o.key + "=" + o.value; }
+std::string override_text(const Override& o) {
+  return "--set " + o.key + "=" + o.value;
+}
 
-// --- the document: parse, overrides -------------------------------------------------------------
+// --- the document: parse, overrides ---
 
 toml::table parse_document(const std::string& text, const std::string& source) {
 #if TOML_EXCEPTIONS
@@ -140,7 +147,7 @@ toml::table build_document(const std::string& text, const std::string& source,
   return root;
 }
 
-// --- sweep axes -----------------------------------------------------------------------------------
+// --- sweep axes ---
 
 struct Axis {
   std::vector<std::string> path;  // table keys from the root, then the key of the array
@@ -198,7 +205,8 @@ void find_axes(const toml::table& table, std::vector<std::string>& path, const s
 // Replaces the array at `axis.path` by its element `index`, moving it so that it keeps its line.
 void pick(toml::table& root, const Axis& axis, std::size_t index) {
   toml::table* table = &root;
-  for (std::size_t i = 0; i + 1 < axis.path.size(); ++i) table = table->get(axis.path[i])->as_table();
+  for (std::size_t i = 0; i + 1 < axis.path.size(); ++i)
+    table = table->get(axis.path[i])->as_table();
   const std::string& key = axis.path.back();
   toml::node& element = *table->get(key)->as_array()->get(index);
   element.visit([&](auto& value) {
@@ -207,7 +215,7 @@ void pick(toml::table& root, const Axis& axis, std::size_t index) {
   });
 }
 
-// --- one concrete task ----------------------------------------------------------------------------
+// --- one concrete task ---
 
 Duration read_duration(TableReader& gap, const Duration& fallback) {
   const toml::node* node = gap.get_node("duration");
@@ -235,8 +243,8 @@ Duration read_duration(TableReader& gap, const Duration& fallback) {
   if (!low) t.fail("low", "missing: a uniform duration needs low and high");
   if (!high) t.fail("high", "missing: a uniform duration needs low and high");
   if (*low > *high) {
-    t.fail("low", "low = " + TableReader::value_text(*t.get_node("low")) + " exceeds high = " +
-                      TableReader::value_text(*t.get_node("high")));
+    t.fail("low", "low = " + TableReader::value_text(*t.get_node("low")) +
+                      " exceeds high = " + TableReader::value_text(*t.get_node("high")));
   }
   t.finish(kDurationKeys);
   d.low = *low;
@@ -262,8 +270,9 @@ GrammarParams read_grammar(TableReader& t, bool& scale) {
   if (scale) {
     for (const char* key : {"vocab", "ambiguity_depth"}) {
       if (t.has(key)) {
-        t.fail(key, "not allowed with scale = true, which sets vocab = ambiguities + 1 and "
-                    "ambiguity_depth = ambiguities; remove the key or set scale = false");
+        t.fail(key,
+               "not allowed with scale = true, which sets vocab = ambiguities + 1 and "
+               "ambiguity_depth = ambiguities; remove the key or set scale = false");
       }
     }
     const auto amb = t.get_int("ambiguities", g.ambiguities, 0, kInt64Max);
@@ -279,8 +288,8 @@ GrammarParams read_grammar(TableReader& t, bool& scale) {
     g.vocab = static_cast<int>(t.get_int("vocab", g.vocab, 2, Grammar::kMaxVocab));
     const auto amb = t.get_int("ambiguities", g.ambiguities, 0, kInt64Max);
     if (amb > g.vocab - 1) {
-      t.fail("ambiguities", "ambiguities = " + std::to_string(amb) + " exceeds vocab - 1 = " +
-                                std::to_string(g.vocab - 1) +
+      t.fail("ambiguities", "ambiguities = " + std::to_string(amb) +
+                                " exceeds vocab - 1 = " + std::to_string(g.vocab - 1) +
                                 " (only the vocab - 1 letters can be ambiguous; # cannot)");
     }
     g.ambiguities = static_cast<int>(amb);
@@ -313,11 +322,12 @@ SequenceParams read_sequence(TableReader& t) {
   s.max_string_length =
       static_cast<int>(t.get_int("max_string_length", s.max_string_length, 2, 100000));
   if (s.min_string_length > s.max_string_length) {
-    t.fail("min_string_length", "min_string_length = " + std::to_string(s.min_string_length) +
-                                    " exceeds max_string_length = " +
-                                    std::to_string(s.max_string_length));
+    t.fail("min_string_length",
+           "min_string_length = " + std::to_string(s.min_string_length) +
+               " exceeds max_string_length = " + std::to_string(s.max_string_length));
   }
-  s.max_string_tries = static_cast<int>(t.get_int("max_string_tries", s.max_string_tries, 1, kIntMax));
+  s.max_string_tries =
+      static_cast<int>(t.get_int("max_string_tries", s.max_string_tries, 1, kIntMax));
   t.finish(kSequenceKeys);
   return s;
 }
@@ -346,10 +356,13 @@ TaskSpec read_task(const toml::table& doc, const std::string& source,
 
   // [task]
   spec.name = task.get_string("name", stem_of(source));
-  if (!is_bare_key(spec.name)) {
-    task.fail("name", "\"" + spec.name +
-                          "\" is not a valid task name (letters, digits, _ and - only; it names "
-                          "run directories)");
+  if (!is_task_name(spec.name)) {
+    const std::string rule = " (letters, digits, _, - and ., not first; it names run directories)";
+    if (!task.has("name")) {
+      task.fail("name", "the file name gives the task name \"" + spec.name +
+                            "\", which is not valid" + rule + "; set [task] name");
+    }
+    task.fail("name", "\"" + spec.name + "\" is not a valid task name" + rule);
   }
   spec.description = task.get_string("description", "");
   data.protocol = task.get_enum("protocol", "clean", {"reference", "clean"}) == "reference"
@@ -397,9 +410,10 @@ TaskSpec read_task(const toml::table& doc, const std::string& source,
     // data.md §2.3: the reference's test set is a copy of the training parameters with only the
     // size and the duration (test_dur, else the constant train maximum: quirk B3) replaced.
     if (test.has("noise")) {
-      test.fail("noise", std::string("not allowed with protocol = \"reference\": the reference test "
-                                     "set inherits train.noise (quirk B4)") +
-                             kReferenceHint);
+      test.fail("noise",
+                std::string("not allowed with protocol = \"reference\": the reference test "
+                            "set inherits train.noise (quirk B4)") +
+                    kReferenceHint);
     }
     for (const char* key : {"fill", "start", "prob"}) {
       if (test_gap.has(key)) {
@@ -429,12 +443,14 @@ TaskSpec read_task(const toml::table& doc, const std::string& source,
 }
 
 std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw ConfigError(path + ": cannot open task file: it is a directory");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;
-    std::string why = err != 0 ? std::strerror(err) : "unreadable";
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) why = "is a directory";
+    const std::string why = err != 0 ? std::strerror(err) : "unreadable";
     throw ConfigError(path + ": cannot open task file: " + why);
   }
   std::ostringstream text;
@@ -489,8 +505,8 @@ std::vector<TaskSpec> parse_task_variants(const std::string& toml_text, const st
   for (const auto& axis : axes) {
     total *= axis.values.size();
     if (total > kMaxVariants) {
-      throw ConfigError(source + ": the sweep axes make more than " +
-                        std::to_string(kMaxVariants) + " variants");
+      throw ConfigError(source + ": the sweep axes make more than " + std::to_string(kMaxVariants) +
+                        " variants");
     }
   }
 
@@ -530,8 +546,10 @@ TaskSpec load_task(const std::string& path, const std::vector<Override>& overrid
   // List each axis with its values, in sweep order.
   std::vector<std::pair<std::string, std::vector<std::string>>> axes;
   for (const auto& v : variants) {
-    for (const auto& [key, value] : v.variant) {
-      auto it = std::find_if(axes.begin(), axes.end(), [&](const auto& a) { return a.first == key; });
+    for (const auto& [axis_key, value] : v.variant) {
+      const std::string& key = axis_key;  // (clang before 16 cannot capture a structured binding)
+      auto it =
+          std::find_if(axes.begin(), axes.end(), [&](const auto& a) { return a.first == key; });
       if (it == axes.end()) it = axes.insert(axes.end(), {key, {}});
       if (std::find(it->second.begin(), it->second.end(), value) == it->second.end()) {
         it->second.push_back(value);

@@ -19,8 +19,10 @@ std::string Duration::describe() const {
 
 std::string GapSpec::describe() const {
   std::ostringstream out;
-  out << (fill == GapFill::kBlank ? "blank" : "grammar") << " gap " << duration.describe()
-      << " (" << blank_steps(duration.max()) << " steps max)";
+  const int steps = fill == GapFill::kBlank ? blank_steps(duration.max())
+                                            : distractor_steps(duration.max());
+  out << (fill == GapFill::kBlank ? "blank" : "distractor") << " gap of duration "
+      << duration.describe() << " (at most " << steps << (steps == 1 ? " step)" : " steps)");
   if (start > 0) out << " from element " << start;
   if (prob < 1.0) out << " with p = " << prob;
   return out.str();

@@ -1,9 +1,9 @@
 // The strict TOML table reader: types, ranges, unknown keys, messages.
 #include <gtest/gtest.h>
 
+#include <toml++/toml.h>
 #include <memory>
 #include <string>
-#include <toml++/toml.h>
 
 #include "core/config/strict_toml.hpp"
 
@@ -43,9 +43,9 @@ TEST(EditDistance, Levenshtein) {
 }
 
 TEST(ClosestMatch, SuggestsLikelyMisspellings) {
-  const std::vector<std::string> grammar = {"vocab",          "ambiguities",  "ambiguity_depth",
-                                            "transition_density", "initial_states", "max_attempts",
-                                            "scale"};
+  const std::vector<std::string> grammar = {
+      "vocab",        "ambiguities", "ambiguity_depth", "transition_density", "initial_states",
+      "max_attempts", "scale"};
   EXPECT_EQ(closest_match("ambiguties", grammar), "ambiguities");
   EXPECT_EQ(closest_match("vocb", grammar), "vocab");
   EXPECT_EQ(closest_match("Vocab", grammar), "vocab");
@@ -69,8 +69,8 @@ TEST(ClosestMatch, NothingForUnrelatedKeys) {
 }
 
 TEST(TableReader, ReadsValuesAndFallbacks) {
-  const toml::table doc = parse(
-      "i = 7\nf = 0.25\nfi = 3\nb = true\ns = \"text\"\ne = \"clean\"\n[sub]\nx = 1\n");
+  const toml::table doc =
+      parse("i = 7\nf = 0.25\nfi = 3\nb = true\ns = \"text\"\ne = \"clean\"\n[sub]\nx = 1\n");
   TableReader r(&doc, "", "f.toml");
   EXPECT_EQ(r.get_int("i", 0, 0, 10), 7);
   EXPECT_EQ(r.get_int("absent_i", 5, 0, 10), 5);
@@ -143,7 +143,9 @@ TEST(TableReader, WrongTypes) {
             "f.toml:5: grammar.density: expected a number, got string \"0.4\"");
   EXPECT_EQ(error_of([&] { g.get_string("name", ""); }),
             "f.toml:6: grammar.name: expected a string, got integer 3");
-  EXPECT_EQ(error_of([&] { g.get_enum("protocol", "clean", {"reference", "clean"}); }),
+  EXPECT_EQ(error_of([&] {
+              g.get_enum("protocol", "clean", {"reference", "clean"});
+            }),
             "f.toml:7: grammar.protocol: expected one of the strings reference, clean, got "
             "boolean true");
   EXPECT_EQ(error_of([&] { g.get_table("sub"); }),
@@ -155,10 +157,10 @@ TEST(TableReader, WrongTypes) {
 }
 
 TEST(TableReader, Ranges) {
-  const toml::table doc =
-      parse("v = 54\nn = -1\np = 1.5\nq = -0.1\nr = nan\nbig = 5\nneg = -3\n");
+  const toml::table doc = parse("v = 54\nn = -1\np = 1.5\nq = -0.1\nr = nan\nbig = 5\nneg = -3\n");
   TableReader r(&doc, "", "f.toml");
-  EXPECT_EQ(error_of([&] { r.get_int("v", 0, 2, 53); }), "f.toml:1: v: value 54 is out of range [2, 53]");
+  EXPECT_EQ(error_of([&] { r.get_int("v", 0, 2, 53); }),
+            "f.toml:1: v: value 54 is out of range [2, 53]");
   EXPECT_EQ(error_of([&] { r.get_int("n", 0, 0, std::numeric_limits<std::int64_t>::max()); }),
             "f.toml:2: n: value -1 is out of range >= 0");
   EXPECT_EQ(error_of([&] { r.get_float("p", 0.0, 0.0, 1.0); }),
@@ -169,8 +171,9 @@ TEST(TableReader, Ranges) {
             "f.toml:5: r: value nan is out of range [0, 1]");
   EXPECT_EQ(error_of([&] { r.get_float("big", 0.0, 0.0, 2.5); }),
             "f.toml:6: big: value 5 is out of range [0, 2.5]");
-  EXPECT_EQ(error_of([&] { r.get_float("neg", 0.0, 0.0, std::numeric_limits<double>::infinity()); }),
-            "f.toml:7: neg: value -3 is out of range >= 0");
+  EXPECT_EQ(
+      error_of([&] { r.get_float("neg", 0.0, 0.0, std::numeric_limits<double>::infinity()); }),
+      "f.toml:7: neg: value -3 is out of range >= 0");
   // The bounds themselves are allowed.
   const toml::table edges = parse("a = 2\nb = 53\nc = 0\nd = 1.0\n");
   TableReader e(&edges, "", "f.toml");
@@ -183,10 +186,14 @@ TEST(TableReader, Ranges) {
 TEST(TableReader, UnknownEnumValue) {
   const toml::table doc = parse("[task]\nprotocol = \"referense\"\nlabels = \"banana\"\n");
   TableReader t = TableReader(&doc, "", "f.toml").get_table("task");
-  EXPECT_EQ(error_of([&] { t.get_enum("protocol", "clean", {"reference", "clean"}); }),
+  EXPECT_EQ(error_of([&] {
+              t.get_enum("protocol", "clean", {"reference", "clean"});
+            }),
             "f.toml:2: task.protocol: unknown value \"referense\"; did you mean \"reference\"? "
             "(allowed: reference, clean)");
-  EXPECT_EQ(error_of([&] { t.get_enum("labels", "state", {"state", "next_symbol"}); }),
+  EXPECT_EQ(error_of([&] {
+              t.get_enum("labels", "state", {"state", "next_symbol"});
+            }),
             "f.toml:3: task.labels: unknown value \"banana\" (allowed: state, next_symbol)");
 }
 
@@ -196,7 +203,9 @@ TEST(TableReader, FinishReportsUnknownKeyWithSuggestion) {
   TableReader g = root.get_table("grammar");
   g.get_int("vocab", 41, 2, 53);
   g.get_int("ambiguities", 40, 0, 52);
-  EXPECT_EQ(error_of([&] { g.finish({"vocab", "ambiguities", "ambiguity_depth"}); }),
+  EXPECT_EQ(error_of([&] {
+              g.finish({"vocab", "ambiguities", "ambiguity_depth"});
+            }),
             "tasks/task2.toml:3: grammar.ambiguties: unknown key; did you mean 'ambiguities'? "
             "(allowed: vocab, ambiguities, ambiguity_depth)");
 }
@@ -204,7 +213,9 @@ TEST(TableReader, FinishReportsUnknownKeyWithSuggestion) {
 TEST(TableReader, FinishWithoutSuggestion) {
   const toml::table doc = parse("banana = 1\n");
   TableReader root(&doc, "", "f.toml");
-  EXPECT_EQ(error_of([&] { root.finish({"task", "grammar"}); }),
+  EXPECT_EQ(error_of([&] {
+              root.finish({"task", "grammar"});
+            }),
             "f.toml:1: banana: unknown key (allowed: task, grammar)");
   EXPECT_EQ(error_of([&] { root.finish({}); }),
             "f.toml:1: banana: unknown key (this table takes no keys)");
@@ -215,7 +226,9 @@ TEST(TableReader, FinishReportsMisspeltTable) {
   TableReader root(&doc, "", "f.toml");
   root.get_table("task");
   root.get_table("grammar");
-  EXPECT_EQ(error_of([&] { root.finish({"task", "grammar", "sequence", "train", "test"}); }),
+  EXPECT_EQ(error_of([&] {
+              root.finish({"task", "grammar", "sequence", "train", "test"});
+            }),
             "f.toml:4: grammer: unknown table; did you mean 'grammar'? (allowed: task, grammar, "
             "sequence, train, test)");
 }
@@ -269,7 +282,8 @@ TEST(TableReader, ValueText) {
   EXPECT_EQ(TableReader::value_text(*doc.get("d")), "\"cl\\\"ean\"");
   EXPECT_EQ(TableReader::value_text(*doc.get("e")), "[1, 2.5, \"x\"]");
   // Keys in the order they were written, not sorted.
-  EXPECT_EQ(TableReader::value_text(*doc.get("f")), "{ dist = \"uniform\", low = 0.1, high = 1.0 }");
+  EXPECT_EQ(TableReader::value_text(*doc.get("f")),
+            "{ dist = \"uniform\", low = 0.1, high = 1.0 }");
   EXPECT_EQ(TableReader::value_text(*doc.get("g")), "true");
   EXPECT_EQ(TableReader::value_text(*doc.get("h")), "1e-07");
   EXPECT_EQ(TableReader::value_text(*doc.get("i")), "-inf");

@@ -5,6 +5,9 @@
 
 #include <torch/torch.h>
 #include <torch/version.h>
+#if SELECTIVBENCH_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include <string>
 
@@ -35,6 +38,14 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
   auto mask = torch::ones({T, S}, q.options().dtype(torch::kBool)).triu(S - T + 1);
   scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
   return torch::matmul(torch::softmax(scores, -1), v);
+#endif
+}
+
+// Returns cached, unused device memory to the driver (after an out-of-memory error); a no-op on
+// CPU-only builds.
+inline void empty_device_cache() {
+#if SELECTIVBENCH_TORCH_CUDA
+  c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
 }
 

@@ -1,0 +1,76 @@
+// Benchmark files: which tasks, models, sizes, seeds and learning rates to run (configs/*.toml,
+// docs/benchmark-files.md). Read as strictly as task files; `--set KEY=VALUE` overrides apply.
+//
+// A benchmark expands to the grid tasks × models × widths × layers × seeds × learning rates ×
+// warmups. A model is a plugin name, or the name of a hybrid defined under [hybrids] as a list of
+// plugins repeated over the layers (["gated_delta_net", "gated_delta_net", "gated_delta_net",
+// "transformer"] with 8 layers gives two such groups).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config/task.hpp"
+#include "selectivbench/options.hpp"
+
+namespace sb {
+
+struct ModelDefaults {
+  std::string norm_placement = "post";  // post | pre
+  std::string norm = "layernorm";       // layernorm | rmsnorm
+  bool mlp = false;
+  std::int64_t mlp_expansion = 4;
+  double dropout = 0.2;
+  std::int64_t heads = 0;  // 0: the reference's rule (models.md §2)
+};
+
+struct TrainingDefaults {
+  std::int64_t batch_size = 64;
+  std::string optimizer = "adam";
+  double weight_decay = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  std::string schedule = "cosine";
+  std::int64_t max_updates = 0;
+  double clip_norm = 1.0;
+  std::int64_t grad_accumulation = 1;  // 0 = auto
+  std::int64_t eval_every = 78;
+  std::int64_t eval_batch_size = 50;
+  bool reference_quirks = false;
+  std::string device = "cpu";
+  std::string dtype = "auto";
+  std::int64_t threads = 0;
+  std::string cache_dir;  // data cache folder; empty: none
+};
+
+struct BenchmarkSpec {
+  std::string name;
+  std::string description;
+  std::string source;
+  std::vector<std::string> task_files;      // resolved against the benchmark file's folder
+  std::vector<Override> task_overrides;     // [benchmark] task_set = ["train.size=4000"]
+  std::vector<std::string> models;
+  std::map<std::string, std::vector<std::string>> hybrids;
+  std::vector<std::int64_t> widths;
+  std::vector<std::int64_t> layers;
+  std::vector<std::int64_t> seeds;
+  std::vector<double> learning_rates;
+  std::vector<std::int64_t> warmups;
+  ModelDefaults model;
+  TrainingDefaults training;
+  std::vector<std::string> plugin_paths;  // [plugins] paths, resolved against the file's folder
+  // [plugins.<name>] option values, validated against each plugin's schema when it is loaded.
+  std::map<std::string, std::vector<std::pair<std::string, OptionValue>>> plugin_options;
+  std::map<std::string, std::string> plugin_options_where;  // "file:line: plugins.<name>"
+
+  // The plugins of a model, one per layer.
+  std::vector<std::string> layer_plugins(const std::string& model, std::int64_t n_layers) const;
+};
+
+BenchmarkSpec load_benchmark(const std::string& path, const std::vector<Override>& overrides = {});
+
+}  // namespace sb

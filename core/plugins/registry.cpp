@@ -1,0 +1,321 @@
+#define BOOST_DLL_USE_STD_FS 1
+#include "core/plugins/registry.hpp"
+
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/dll/shared_library.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <sstream>
+
+#include "core/config/strict_toml.hpp"
+
+#ifndef SELECTIVBENCH_BUILD_PLUGIN_DIR
+#define SELECTIVBENCH_BUILD_PLUGIN_DIR ""
+#endif
+#ifndef SELECTIVBENCH_INSTALL_PLUGIN_RELDIR
+#define SELECTIVBENCH_INSTALL_PLUGIN_RELDIR "lib/selectivbench/plugins"
+#endif
+
+namespace sb {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+std::string fingerprint_mismatch(const SbBuildFingerprint& plugin, const SbBuildFingerprint& host) {
+  std::vector<std::string> diffs;
+  if (std::string(plugin.torch_version) != host.torch_version) {
+    diffs.push_back("LibTorch " + std::string(plugin.torch_version) + ", this binary uses " +
+                    host.torch_version);
+  }
+  if (plugin.cxx11_abi != host.cxx11_abi) {
+    diffs.push_back("_GLIBCXX_USE_CXX11_ABI=" + std::to_string(plugin.cxx11_abi) +
+                    ", this binary uses " + std::to_string(host.cxx11_abi));
+  }
+  if (std::string(plugin.compiler) != host.compiler ||
+      plugin.compiler_major != host.compiler_major) {
+    diffs.push_back(std::string(plugin.compiler) + " " + std::to_string(plugin.compiler_major) +
+                    ", this binary uses " + host.compiler + " " +
+                    std::to_string(host.compiler_major));
+  }
+  if (plugin.cuda != host.cuda) {
+    diffs.push_back(std::string(plugin.cuda ? "a CUDA" : "a CPU-only") +
+                    " LibTorch, this binary uses " + (host.cuda ? "a CUDA" : "a CPU-only") +
+                    " one");
+  }
+  std::string out;
+  for (const auto& d : diffs) out += (out.empty() ? "" : "; ") + d;
+  return out;
+}
+
+std::string file_stem_name(const std::string& path) {
+  std::string stem = fs::path(path).filename().string();
+  if (stem.rfind("libsb_", 0) == 0) stem = stem.substr(6);
+  const auto dot = stem.find(".so");
+  if (dot != std::string::npos) stem = stem.substr(0, dot);
+  return stem;
+}
+
+// Keeps the library alive as long as the mixer: the aliasing shared_ptr owns both.
+struct MixerHolder {
+  std::shared_ptr<boost::dll::shared_library> library;  // destroyed last
+  std::shared_ptr<Mixer> mixer;
+};
+
+}  // namespace
+
+std::shared_ptr<Mixer> LoadedPlugin::create(const MixerContext& context) const {
+  std::shared_ptr<Mixer> mixer;
+  try {
+    mixer = descriptor.factory(context);
+  } catch (const std::exception& e) {
+    throw PluginError("plugin " + descriptor.name + " (" + path + "): creating layer " +
+                      std::to_string(context.layer_index) + " (d_model " +
+                      std::to_string(context.d_model) + ", " + std::to_string(context.n_heads) +
+                      " heads) failed: " + e.what());
+  }
+  if (!mixer) {
+    throw PluginError("plugin " + descriptor.name + " (" + path + "): the factory returned null");
+  }
+  auto holder = std::make_shared<MixerHolder>(MixerHolder{library, mixer});
+  return std::shared_ptr<Mixer>(holder, holder->mixer.get());
+}
+
+std::vector<SearchFolder> plugin_search_path(const std::vector<std::string>& command_line,
+                                             const std::vector<std::string>& from_config) {
+  std::vector<SearchFolder> out;
+  for (const auto& p : command_line) out.push_back({p, "--plugin-path"});
+  for (const auto& p : from_config) out.push_back({p, "[plugins] paths"});
+  if (const char* env = std::getenv("SELECTIVBENCH_PLUGIN_PATH")) {
+    std::stringstream ss(env);
+    std::string item;
+    while (std::getline(ss, item, ':')) {
+      if (!item.empty()) out.push_back({item, "SELECTIVBENCH_PLUGIN_PATH"});
+    }
+  }
+  // The installed folder, relative to the executable so that an install prefix can move.
+  std::error_code ec;
+  const fs::path exe = boost::dll::program_location(ec);
+  if (!ec) {
+    out.push_back({(exe.parent_path().parent_path() / SELECTIVBENCH_INSTALL_PLUGIN_RELDIR)
+                       .lexically_normal()
+                       .string(),
+                   "installed"});
+  }
+  if (std::string(SELECTIVBENCH_BUILD_PLUGIN_DIR).size()) {
+    out.push_back({SELECTIVBENCH_BUILD_PLUGIN_DIR, "build tree"});
+  }
+  return out;
+}
+
+PluginRegistry& PluginRegistry::instance() {
+  static auto* registry = new PluginRegistry();  // intentionally leaked: never unload
+  return *registry;
+}
+
+std::shared_ptr<const LoadedPlugin> PluginRegistry::load_file(const std::string& path_in) {
+  std::error_code ec;
+  const fs::path canonical = fs::weakly_canonical(path_in, ec);
+  const std::string path = ec ? path_in : canonical.string();
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  for (const auto& p : loaded_) {
+    if (p->path == path) return p;
+  }
+  if (!fs::exists(path)) throw PluginError(path + ": no such file");
+
+  auto library = std::make_shared<boost::dll::shared_library>();
+  try {
+    library->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    throw PluginError(path + ": not a loadable shared library: " + e.what());
+  }
+  if (!library->has(kPluginEntrySymbol)) {
+    throw PluginError(path + ": not a selectivbench plugin (no '" +
+                      std::string(kPluginEntrySymbol) +
+                      "' entry point; define it with SELECTIVBENCH_PLUGIN)");
+  }
+  const auto entry_fn = library->get<const SbPluginEntry*()>(kPluginEntrySymbol);
+  const SbPluginEntry* entry = entry_fn();
+  if (entry == nullptr) throw PluginError(path + ": the entry point returned null");
+  if (entry->abi_version != SELECTIVBENCH_SDK_ABI_VERSION) {
+    throw PluginError(path + ": plugin built against SDK ABI version " +
+                      std::to_string(entry->abi_version) + ", this binary uses version " +
+                      std::to_string(SELECTIVBENCH_SDK_ABI_VERSION) + ": rebuild the plugin");
+  }
+  if (entry->struct_size != sizeof(SbPluginEntry)) {
+    throw PluginError(path + ": entry struct of " + std::to_string(entry->struct_size) +
+                      " bytes, expected " + std::to_string(sizeof(SbPluginEntry)) +
+                      ": rebuild the plugin");
+  }
+  const SbBuildFingerprint host = this_build_fingerprint();
+  if (const std::string diff = fingerprint_mismatch(entry->fingerprint, host); !diff.empty()) {
+    throw PluginError(path + ": plugin " + std::string(entry->name) + " was built against " +
+                      diff + ": rebuild the plugin");
+  }
+  auto plugin = std::make_shared<LoadedPlugin>();
+  plugin->path = path;
+  plugin->fingerprint = entry->fingerprint;
+  plugin->library = library;
+  char error[1024] = {0};
+  if (entry->describe(&plugin->descriptor, error, sizeof(error)) != 0) {
+    throw PluginError(path + ": describing the plugin failed: " + error);
+  }
+  const PluginDescriptor& d = plugin->descriptor;
+  if (d.name != entry->name) {
+    throw PluginError(path + ": descriptor name '" + d.name + "' differs from the entry's '" +
+                      entry->name + "'");
+  }
+  if (const std::string stem = file_stem_name(path); stem != d.name) {
+    throw PluginError(path + ": plugin '" + d.name + "' must be in a file named libsb_" + d.name +
+                      ".so");
+  }
+  if (!d.factory) throw PluginError(path + ": plugin '" + d.name + "' has no factory");
+  for (const auto& p : loaded_) {
+    if (p->descriptor.name == d.name) {
+      throw PluginError(path + ": duplicate plugin name '" + d.name + "', already loaded from " +
+                        p->path);
+    }
+  }
+  loaded_.push_back(plugin);
+  return plugin;
+}
+
+std::vector<ScanEntry> PluginRegistry::scan(const std::vector<SearchFolder>& folders) {
+  std::vector<ScanEntry> out;
+  std::vector<std::pair<std::string, std::string>> seen;  // name, path
+  for (const auto& folder : folders) {
+    std::error_code ec;
+    if (!fs::is_directory(folder.path, ec)) continue;
+    std::vector<std::string> files;
+    for (const auto& e : fs::directory_iterator(folder.path, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("libsb_", 0) == 0 && name.size() > 9 &&
+          name.compare(name.size() - 3, 3, ".so") == 0) {
+        files.push_back(e.path().string());
+      }
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& file : files) {
+      ScanEntry entry{file, folder.origin, nullptr, "", ""};
+      const std::string name = file_stem_name(file);
+      for (const auto& [n, p] : seen) {
+        if (n == name) entry.shadowed_by = p;
+      }
+      if (entry.shadowed_by.empty()) {
+        try {
+          entry.plugin = load_file(file);
+          seen.emplace_back(name, entry.plugin->path);
+        } catch (const PluginError& e) {
+          entry.error = e.what();
+        }
+      }
+      out.push_back(std::move(entry));
+    }
+  }
+  return out;
+}
+
+std::shared_ptr<const LoadedPlugin> PluginRegistry::find(const std::string& name,
+                                                         const std::vector<SearchFolder>& folders) {
+  std::string searched;
+  for (const auto& folder : folders) {
+    const fs::path file = fs::path(folder.path) / ("libsb_" + name + ".so");
+    searched += "\n  " + folder.path + " (" + folder.origin + ")";
+    std::error_code ec;
+    if (fs::exists(file, ec)) return load_file(file.string());
+  }
+  std::string known;
+  for (const auto& e : scan(folders)) {
+    if (e.plugin) known += (known.empty() ? "" : ", ") + e.plugin->descriptor.name;
+  }
+  std::vector<std::string> names;
+  std::stringstream ss(known);
+  for (std::string n; std::getline(ss, n, ',');) names.push_back(n.substr(n.find_first_not_of(' ')));
+  const std::string guess = closest_match(name, names);
+  throw PluginError("no plugin '" + name + "' (libsb_" + name + ".so)" +
+                    (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
+                    (known.empty() ? "" : " Available: " + known + ".") + " Searched:" +
+                    searched);
+}
+
+std::shared_ptr<const LoadedPlugin> PluginRegistry::resolve(
+    const std::string& name_or_path, const std::vector<SearchFolder>& folders) {
+  const bool is_path = name_or_path.find('/') != std::string::npos ||
+                       (name_or_path.size() > 3 &&
+                        name_or_path.compare(name_or_path.size() - 3, 3, ".so") == 0);
+  return is_path ? load_file(name_or_path) : find(name_or_path, folders);
+}
+
+Options resolve_options(const PluginDescriptor& d,
+                        const std::vector<std::pair<std::string, OptionValue>>& given,
+                        const std::string& where) {
+  Options options(d.options);
+  std::vector<std::string> names;
+  for (const auto& s : d.options) names.push_back(s.name);
+  for (const auto& [name, value] : given) {
+    const OptionSpec* spec = nullptr;
+    for (const auto& s : d.options) {
+      if (s.name == name) spec = &s;
+    }
+    auto fail = [&](const std::string& why) {
+      throw PluginError(where + "." + name + ": " + why);
+    };
+    if (spec == nullptr) {
+      std::string allowed;
+      for (const auto& n : names) allowed += (allowed.empty() ? "" : ", ") + n;
+      const std::string guess = closest_match(name, names);
+      fail("plugin " + d.name + " has no option '" + name + "'" +
+           (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
+           " (options: " + (allowed.empty() ? "none" : allowed) + ")");
+    }
+    OptionValue v = value;
+    // An integer is accepted for a float option.
+    if (spec->type == OptionType::kFloat && std::holds_alternative<std::int64_t>(v)) {
+      v = static_cast<double>(std::get<std::int64_t>(v));
+    }
+    const bool type_ok =
+        (spec->type == OptionType::kInt && std::holds_alternative<std::int64_t>(v)) ||
+        (spec->type == OptionType::kFloat && std::holds_alternative<double>(v)) ||
+        (spec->type == OptionType::kBool && std::holds_alternative<bool>(v)) ||
+        (spec->type == OptionType::kString && std::holds_alternative<std::string>(v));
+    if (!type_ok) {
+      fail(std::string("expected ") + option_type_name(spec->type) + ", got " +
+           option_to_string(value));
+    }
+    if (spec->type == OptionType::kInt || spec->type == OptionType::kFloat) {
+      const double x = spec->type == OptionType::kInt
+                           ? static_cast<double>(std::get<std::int64_t>(v))
+                           : std::get<double>(v);
+      if (!(x >= spec->min && x <= spec->max)) {
+        std::ostringstream range;
+        range << "[" << spec->min << ", " << spec->max << "]";
+        fail(option_to_string(v) + " is out of range " + range.str());
+      }
+    }
+    if (spec->type == OptionType::kString && !spec->choices.empty()) {
+      const std::string& s = std::get<std::string>(v);
+      if (std::find(spec->choices.begin(), spec->choices.end(), s) == spec->choices.end()) {
+        std::string allowed;
+        for (const auto& c : spec->choices) allowed += (allowed.empty() ? "\"" : ", \"") + c + "\"";
+        fail("\"" + s + "\" is not one of " + allowed);
+      }
+    }
+    options.set(name, v);
+  }
+  return options;
+}
+
+std::string describe_taxonomy(const Taxonomy& t) {
+  return std::string("recurrence ") + to_string(t.recurrence) + "; gate " + to_string(t.gate) +
+         "; transition " + to_string(t.transition) + "; state " + to_string(t.state_expansion) +
+         "; memory " + to_string(t.memory) + "; short conv " + (t.short_conv ? "yes" : "no");
+}
+
+}  // namespace sb

@@ -1,0 +1,99 @@
+// Finding, checking and loading plugins (spec sdk.md §3).
+//
+// A plugin file is checked in this order before any C++ object crosses the boundary: it loads as a
+// shared library; it exports `selectivbench_plugin_entry`; the entry's ABI version and struct size
+// equal ours; its build fingerprint (LibTorch version, C++11 ABI, compiler, CUDA) equals ours. Only
+// then is its descriptor read, and its name must match the file name libsb_<name>.so.
+//
+// Libraries are never unloaded (LibTorch's static registrations crash on unload, pytorch#46171):
+// the registry keeps every handle for the life of the process, and every mixer a plugin creates
+// holds a reference to its library too.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "selectivbench/plugin.hpp"
+
+namespace boost::dll {
+class shared_library;
+}
+
+namespace sb {
+
+// A plugin that cannot be loaded or used; the message names the file and the cause.
+struct PluginError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct LoadedPlugin {
+  std::string path;
+  PluginDescriptor descriptor;
+  SbBuildFingerprint fingerprint{};
+  std::shared_ptr<boost::dll::shared_library> library;
+
+  // Creates a mixer; the result keeps the library alive. Exceptions from the plugin's factory
+  // become PluginError naming the plugin and the layer.
+  std::shared_ptr<Mixer> create(const MixerContext& context) const;
+};
+
+// One folder of the search path and where it came from ("--plugin-path", "[plugins] paths",
+// "SELECTIVBENCH_PLUGIN_PATH", "installed", "build tree").
+struct SearchFolder {
+  std::string path;
+  std::string origin;
+};
+
+// The search path in its documented order: command line, TOML, environment variable, installed
+// folder, build-tree folder. Folders that do not exist are kept (listed as missing).
+std::vector<SearchFolder> plugin_search_path(const std::vector<std::string>& command_line,
+                                             const std::vector<std::string>& from_config);
+
+// A plugin file found in the search path, or why it could not be loaded.
+struct ScanEntry {
+  std::string path;
+  std::string folder_origin;
+  std::shared_ptr<const LoadedPlugin> plugin;  // null when loading failed
+  std::string error;                           // why, when it failed
+  std::string shadowed_by;                     // a plugin of the same name found earlier
+};
+
+class PluginRegistry {
+ public:
+  // The process-wide registry (never destroyed, so libraries are never unloaded).
+  static PluginRegistry& instance();
+
+  // Loads and checks one plugin file; loading the same file twice returns the same plugin. A
+  // different file declaring an already loaded name is a PluginError (duplicate name).
+  std::shared_ptr<const LoadedPlugin> load_file(const std::string& path);
+
+  // Every libsb_*.so in the folders, in search order; broken files are reported, not thrown.
+  std::vector<ScanEntry> scan(const std::vector<SearchFolder>& folders);
+
+  // The first plugin called `name` in the folders. PluginError lists the folders searched, or the
+  // reason the file that should have held it failed.
+  std::shared_ptr<const LoadedPlugin> find(const std::string& name,
+                                           const std::vector<SearchFolder>& folders);
+
+  // NAME (searched) or PATH (a file: contains '/' or ends in .so).
+  std::shared_ptr<const LoadedPlugin> resolve(const std::string& name_or_path,
+                                              const std::vector<SearchFolder>& folders);
+
+ private:
+  PluginRegistry() = default;
+  std::vector<std::shared_ptr<const LoadedPlugin>> loaded_;
+};
+
+// Checks option values against a plugin's schema: unknown names (with "did you mean"), types,
+// ranges and choices. Returns the full option map (defaults for what is not given), or throws
+// PluginError whose message starts with `where` (e.g. "configs/x.toml: plugins.gla").
+Options resolve_options(const PluginDescriptor& descriptor,
+                        const std::vector<std::pair<std::string, OptionValue>>& given,
+                        const std::string& where);
+
+// "linear, vector per channel gate, diagonal, matrix per head, constant memory, short conv"
+std::string describe_taxonomy(const Taxonomy& taxonomy);
+
+}  // namespace sb

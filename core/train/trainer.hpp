@@ -1,0 +1,104 @@
+// Training and evaluation (models.md §6, data.md §9–§10).
+//
+// One run trains a Network on a task's training set for one pass (or max_updates updates) with Adam
+// or AdamW, linear warmup then cosine decay, gradient clipping and optional gradient accumulation,
+// evaluating on the test set every `eval_every` updates and at the end. Each evaluation appends a
+// line to metrics.jsonl and writes the last checkpoint (and the best one when the accuracy
+// improved), atomically. A run directory with a last checkpoint and no summary resumes from it and
+// continues exactly as if it had not stopped: batches are a function of the update index and
+// dropout is seeded per update.
+//
+// `reference_quirks = true` reproduces the reference's training quirks (models.md §3.3, §6.4–6.6):
+// the model stays in eval mode (no dropout) after the first evaluation, accumulated micro-batch
+// gradients are summed rather than averaged, update k uses lr·f(k−1) so the first update has lr 0,
+// and there is no evaluation after the last multiple of eval_every.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "core/data/dataset.hpp"
+#include "core/model/network.hpp"
+#include "core/tensor/metrics.hpp"
+
+namespace sb {
+
+struct TrainingSpec {
+  std::int64_t batch_size = 64;
+  std::string optimizer = "adam";  // adam | adamw
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  std::string schedule = "cosine";  // cosine (linear warmup, cosine to 0) | constant (after warmup)
+  std::int64_t warmup_steps = 476;
+  std::int64_t max_updates = 0;  // 0: one pass over the training set
+  double clip_norm = 1.0;        // 0: no clipping
+  std::int64_t grad_accumulation = 1;  // micro-batches per update; 0: start at 1, double on CUDA OOM
+  std::int64_t eval_every = 78;        // updates between evaluations
+  std::int64_t eval_batch_size = 50;
+  bool reference_quirks = false;
+  std::string device = "cpu";  // cpu | cuda | cuda:N
+  std::string dtype = "auto";  // auto | float32 | bfloat16
+  std::uint64_t seed = 1;      // parameter init and dropout
+};
+
+// Learning-rate factor f(s) of update s (0-based): s/W during warmup, then cosine to 0 at S.
+double lr_factor(const TrainingSpec& spec, std::int64_t s, std::int64_t total_updates);
+
+struct EvalResult {
+  double loss = 0;
+  double accuracy = 0;
+  double kl = -1;  // next-symbol mode only
+  std::int64_t samples = 0;
+  double seconds = 0;
+};
+
+// Evaluates on the whole split at `epoch`, in batches; eval mode and no_grad inside, the module's
+// previous mode is restored. Accuracy counts padded elements as correct under the reference
+// protocol (B17).
+EvalResult evaluate(Network& network, const Dataset& data, std::uint64_t epoch,
+                    std::int64_t batch_size, const torch::Device& device, torch::ScalarType dtype,
+                    const std::function<void(std::int64_t, std::int64_t)>& progress = {});
+
+struct RunOutcome {
+  std::string status;  // "finished" | "diverged"
+  std::string message;
+  std::int64_t updates = 0;
+  EvalResult final_eval;
+  double best_accuracy = 0;
+  std::int64_t best_update = 0;
+  double train_seconds = 0;
+  double eval_seconds = 0;
+  double tokens_per_second = 0;  // training steps (time steps, not samples) per second
+  std::int64_t grad_accumulation = 1;
+  bool resumed = false;
+  std::int64_t resumed_from = 0;
+};
+
+struct TrainCallbacks {
+  std::function<void(std::int64_t update, std::int64_t total)> progress;
+  std::function<void(const std::string&)> log;
+};
+
+// The device and dtype a run uses: "auto" is the first layer plugin's CUDA dtype on CUDA, float32
+// on the CPU.
+torch::Device parse_device(const std::string& device);
+torch::ScalarType resolve_dtype(const TrainingSpec& spec, const NetworkSpec& network,
+                                const torch::Device& device);
+
+// Trains `network` in `run_dir` (checkpoints/, metrics.jsonl), resuming from run_dir's last
+// checkpoint when there is one.
+RunOutcome train(Network& network, const Dataset& train_set, const Dataset& test_set,
+                 const TrainingSpec& spec, const std::string& run_dir,
+                 const TrainCallbacks& callbacks = {});
+
+// Loads a checkpoint's model parameters into `network` (for evaluation of finished runs).
+void load_model_checkpoint(Network& network, const std::string& path);
+
+}  // namespace sb
