@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on a fresh Debian 12 machine: installs what is missing, builds, and runs the data
-# engine's demo on the quickstart task (grammar statistics and one sample).
+# The main job on a fresh Debian 12 machine: installs what is missing, builds, and runs the CPU
+# quickstart benchmark (configs/quickstart.toml: transformer vs gla on a small grammar, a few
+# minutes on 2 cores), printing the comparison table. Results go to out/quickstart/; a second call
+# skips the runs already finished.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -9,8 +11,5 @@ echo
 echo "== selectivbench grammar tasks/quickstart.toml"
 build/selectivbench grammar tasks/quickstart.toml
 echo
-echo "== selectivbench show tasks/quickstart.toml --index 0 --elements 24"
-build/selectivbench show tasks/quickstart.toml --index 0 --elements 24
-echo
-echo "== selectivbench grammar tasks/task2.toml (the paper's task 2 grammar)"
-build/selectivbench grammar tasks/task2.toml
+echo "== selectivbench run configs/quickstart.toml --out out/quickstart"
+build/selectivbench run configs/quickstart.toml --out out/quickstart "$@"

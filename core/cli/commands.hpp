@@ -29,5 +29,9 @@ void add_task_options(CLI::App& command, TaskOptions& options);
 void add_grammar_command(CLI::App& app, std::function<int()>& action);
 void add_show_command(CLI::App& app, std::function<int()>& action);
 void add_generate_command(CLI::App& app, std::function<int()>& action);
+void add_run_command(CLI::App& app, std::function<int()>& action);
+void add_evaluate_command(CLI::App& app, std::function<int()>& action);
+void add_plugins_command(CLI::App& app, std::function<int()>& action);
+void add_check_plugin_command(CLI::App& app, std::function<int()>& action);
 
 }  // namespace sb::cli

@@ -13,6 +13,7 @@
 #include "core/data/container.hpp"
 #include "core/data/grammar.hpp"
 #include "core/data/sequence.hpp"
+#include "core/plugins/registry.hpp"
 #include "core/util/parallel.hpp"
 #include "selectivbench/torch_compat.hpp"
 
@@ -29,6 +30,10 @@ int main(int argc, char** argv) {
   add_grammar_command(app, action);
   add_show_command(app, action);
   add_generate_command(app, action);
+  add_run_command(app, action);
+  add_evaluate_command(app, action);
+  add_plugins_command(app, action);
+  add_check_plugin_command(app, action);
 
   // LibTorch starts with one intra-op thread here; use every core unless a command says otherwise.
   at::set_num_threads(sb::hardware_threads());
@@ -46,6 +51,9 @@ int main(int argc, char** argv) {
   } catch (const sb::ConfigError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return kExitConfig;
+  } catch (const sb::PluginError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitFailure;
   } catch (const sb::GrammarError& e) {
     std::cerr << "error: grammar: " << e.what() << "\n";
     return kExitFailure;

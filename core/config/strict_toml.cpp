@@ -1,6 +1,11 @@
 #include "core/config/strict_toml.hpp"
 
 #include <toml++/toml.h>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -421,5 +426,153 @@ void TableReader::finish(const std::vector<std::string>& allowed) {
   }
   fail(key, message);
 }
+
+
+// --- documents: reading, overrides (shared by task and benchmark files) ---
+
+bool is_bare_key(const std::string& s) {
+  if (s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+}
+
+std::vector<std::string> split_key(const std::string& key) {
+  std::vector<std::string> parts;
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t dot = key.find('.', begin);
+    parts.push_back(key.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin));
+    if (dot == std::string::npos) break;
+    begin = dot + 1;
+  }
+  return parts;
+}
+
+std::string trim(const std::string& s) {
+  const auto begin = s.find_first_not_of(" \t");
+  if (begin == std::string::npos) return {};
+  const auto end = s.find_last_not_of(" \t");
+  return s.substr(begin, end - begin + 1);
+}
+
+std::string override_text(const Override& o) {
+  return "--set " + o.key + "=" + o.value;
+}
+
+toml::table parse_document(const std::string& text, const std::string& source) {
+#if TOML_EXCEPTIONS
+  try {
+    return toml::parse(std::string_view(text), std::string_view(source));
+  } catch (const toml::parse_error& e) {
+    const auto& p = e.source().begin;
+    throw ConfigError(source + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) +
+                      ": TOML syntax error: " + std::string(e.description()));
+  }
+#else
+  toml::parse_result result = toml::parse(std::string_view(text), std::string_view(source));
+  if (!result) {
+    const auto& p = result.error().source().begin;
+    throw ConfigError(source + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) +
+                      ": TOML syntax error: " + std::string(result.error().description()));
+  }
+  return std::move(result).table();
+#endif
+}
+
+// The value of an override: VALUE read as TOML (`v = VALUE`), else VALUE as a plain string.
+static toml::table override_value(const std::string& value) {
+  const std::string snippet = "v = " + value;
+#if TOML_EXCEPTIONS
+  try {
+    toml::table t = toml::parse(std::string_view(snippet));
+    if (t.size() == 1 && t.contains("v")) return t;
+  } catch (const toml::parse_error&) {
+  }
+#else
+  toml::parse_result result = toml::parse(std::string_view(snippet));
+  if (result && result.table().size() == 1 && result.table().contains("v")) {
+    return std::move(result).table();
+  }
+#endif
+  toml::table t;
+  t.insert("v", value);
+  return t;
+}
+
+void apply_override(toml::table& root, const Override& o, const std::string& source) {
+  const std::vector<std::string> parts = split_key(o.key);
+  toml::table* table = &root;
+  std::string path;
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    path += (path.empty() ? "" : ".") + parts[i];
+    toml::node* node = table->get(parts[i]);
+    if (node == nullptr) {
+      table = table->insert(parts[i], toml::table{}).first->second.as_table();
+    } else if (node->is_table()) {
+      table = node->as_table();
+    } else {
+      throw ConfigError(source + ": " + o.key + ": cannot set: " + path + " is " +
+                        TableReader::describe(*node) + ", not a table (from " + override_text(o) +
+                        ")");
+    }
+  }
+  const toml::table value = override_value(o.value);
+  // A copy: toml++ does not copy source positions, so the value is known to come from --set.
+  value.get("v")->visit([&](const auto& v) { table->insert_or_assign(parts.back(), v); });
+}
+
+std::shared_ptr<const TableReader::Origins> origins_of(const std::vector<Override>& overrides) {
+  auto origins = std::make_shared<TableReader::Origins>();
+  for (const auto& o : overrides) origins->emplace_back(o.key, override_text(o));
+  return origins;
+}
+
+toml::table build_document(const std::string& text, const std::string& source,
+                           const std::vector<Override>& overrides) {
+  toml::table root = parse_document(text, source);
+  for (const auto& o : overrides) apply_override(root, o, source);
+  return root;
+}
+
+std::string read_config_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw ConfigError(path + ": cannot open task file: it is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    const std::string why = err != 0 ? std::strerror(err) : "unreadable";
+    throw ConfigError(path + ": cannot open " + what + ": " + why);
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": cannot read " + what);
+  return text.str();
+}
+
+
+Override parse_override(const std::string& text) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos) {
+    throw ConfigError("--set " + text + ": expected KEY=VALUE, e.g. --set grammar.ambiguities=20");
+  }
+  Override o{trim(text.substr(0, eq)), trim(text.substr(eq + 1))};
+  for (const auto& part : split_key(o.key)) {
+    if (!is_bare_key(part)) {
+      throw ConfigError("--set " + text + ": \"" + o.key +
+                        "\" is not a dotted key (letters, digits, _ and -, separated by dots, "
+                        "e.g. grammar.ambiguities)");
+    }
+  }
+  if (o.value.empty()) {
+    throw ConfigError("--set " + text + ": empty value (write " + o.key +
+                      "='\"\"' for an empty string)");
+  }
+  return o;
+}
+
 
 }  // namespace sb

@@ -91,4 +91,34 @@ class TableReader {
   std::shared_ptr<const Origins> origins_;
 };
 
+
+// ---- documents ---------------------------------------------------------------------------------
+
+// One `--set KEY=VALUE` override. VALUE is read as a TOML value (`20`, `0.5`, `true`, `"x"`,
+// `[1, 2]`, `{ dist = "uniform", low = 0.1, high = 1.0 }`); a bare word is taken as a string.
+struct Override {
+  std::string key;
+  std::string value;
+};
+// Parses "KEY=VALUE"; throws ConfigError on a malformed override.
+Override parse_override(const std::string& text);
+// "--set KEY=VALUE"
+std::string override_text(const Override& o);
+
+bool is_bare_key(const std::string& s);
+std::vector<std::string> split_key(const std::string& key);
+std::string trim(const std::string& s);
+
+// The text of a configuration file; ConfigError "<path>: cannot open <what>: <why>".
+std::string read_config_file(const std::string& path, const std::string& what);
+// Parses TOML text (ConfigError "file:line:column: TOML syntax error: ...").
+toml::table parse_document(const std::string& text, const std::string& source);
+// Sets one dotted key, creating tables; the value has no source line (errors name the --set).
+void apply_override(toml::table& root, const Override& o, const std::string& source);
+// Parses `text` and applies `overrides` in order.
+toml::table build_document(const std::string& text, const std::string& source,
+                           const std::vector<Override>& overrides);
+// The origins of overridden keys, for TableReader::set_origins.
+std::shared_ptr<const TableReader::Origins> origins_of(const std::vector<Override>& overrides);
+
 }  // namespace sb

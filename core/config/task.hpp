@@ -33,15 +33,6 @@ struct TaskSpec {
   std::string display_name() const;
 };
 
-// One `--set KEY=VALUE` override. VALUE is read as a TOML value (`20`, `0.5`, `true`, `"x"`,
-// `[1, 2]`, `{ dist = "uniform", low = 0.1, high = 1.0 }`); a bare word is taken as a string.
-struct Override {
-  std::string key;
-  std::string value;
-};
-// Parses "KEY=VALUE"; throws ConfigError on a malformed override.
-Override parse_override(const std::string& text);
-
 // All variants of a task file, in sweep order (the first axis varies slowest).
 std::vector<TaskSpec> load_task_variants(const std::string& path,
                                          const std::vector<Override>& overrides = {});

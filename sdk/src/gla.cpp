@@ -80,9 +80,9 @@ torch::Tensor causal_scores(const torch::Tensor& q, const torch::Tensor& k,
                             const torch::Tensor& g) {
   const auto C = q.size(-2);
   const auto K = q.size(-1);
-  if (C == 1) return (q * k).sum(-1, /*keepdim=*/true).unsqueeze(-1);  // [..., 1, 1]
-  const std::int64_t S = C % 4 == 0 ? 4 : C % 2 == 0 ? 2 : C;          // sub-chunks
-  const auto L = C / S;                                                // their length
+  if (C == 1) return (q * k).sum(-1, /*keepdim=*/true);        // [..., 1, 1]
+  const std::int64_t S = C % 4 == 0 ? 4 : C % 2 == 0 ? 2 : C;  // sub-chunks
+  const auto L = C / S;                                        // their length
   const auto opts = q.options();
   const auto batch = q.sizes().slice(0, q.dim() - 2);
   const auto shape = [&](std::initializer_list<std::int64_t> tail) {

@@ -529,30 +529,4 @@ TEST(Gla, Cuda) {
   EXPECT_LT(rel_err(got.state, ref.state), 1e-4);
 }
 
-TEST(Gla, TimingChunkedForward) {
-  // Informational only: B=8, T=400, H=4, K=64, V=128, float32, chunk 64.
-  torch::manual_seed(21);
-  const std::int64_t B = 8, T = 400, H = 4, K = 64, V = 128;
-  const auto q = torch::randn({B, T, H, K}, kF32) / 8.0;
-  const auto k = torch::randn({B, T, H, K}, kF32);
-  const auto v = torch::randn({B, T, H, V}, kF32);
-  const auto g = torch::log_sigmoid(torch::randn({B, T, H, K}, kF32)) / 16.0;
-  torch::NoGradGuard no_grad;
-  (void)sb::gla_chunked(q, k, v, g);  // warm-up
-  const int reps = 5;
-  double best = std::numeric_limits<double>::infinity(), total = 0;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto r = sb::gla_chunked(q, k, v, g);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    best = std::min(best, ms);
-    total += ms;
-    ASSERT_TRUE(all_finite(r.output));
-  }
-  std::cout << "[ timing ] gla_chunked forward B=8 T=400 H=4 K=64 V=128 f32 (chunk 64, "
-            << torch::get_num_threads() << " threads): best " << best << " ms, mean "
-            << total / reps << " ms\n";
-}
-
 }  // namespace

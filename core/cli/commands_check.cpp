@@ -1,0 +1,40 @@
+// `selectivbench check-plugin NAME|PATH`: the conformance kit (core/plugins/conformance.hpp).
+#include <iostream>
+
+#include "core/cli/commands.hpp"
+#include "core/plugins/conformance.hpp"
+
+namespace sb::cli {
+
+void add_check_plugin_command(CLI::App& app, std::function<int()>& action) {
+  auto* cmd = app.add_subcommand("check-plugin", "Run the conformance kit on a plugin");
+  struct Opts {
+    std::string plugin;
+    std::vector<std::string> plugin_paths;
+    ConformanceOptions options;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("plugin", o->plugin, "Plugin name (searched) or path to libsb_<name>.so")
+      ->required();
+  cmd->add_option("--plugin-path", o->plugin_paths, "Folder searched for plugins first");
+  cmd->add_option("--device", o->options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--d-model", o->options.d_model, "Model width used for the checks")
+      ->capture_default_str();
+  cmd->add_option("--heads", o->options.n_heads, "Heads used for the checks")->capture_default_str();
+  cmd->add_option("--dtype", o->options.dtype, "float32 or bfloat16")
+      ->check(CLI::IsMember({"float32", "bfloat16"}))
+      ->capture_default_str();
+  cmd->add_option("--seed", o->options.seed, "Seed of the mixers and inputs")->capture_default_str();
+  cmd->add_flag("!--no-throughput", o->options.throughput, "Skip the tokens/s line");
+  cmd->callback([o, &action] {
+    action = [o] {
+      const auto plugin = PluginRegistry::instance().resolve(
+          o->plugin, plugin_search_path(o->plugin_paths, {}));
+      const ConformanceReport report = run_conformance(*plugin, o->options);
+      std::cout << format_report(report);
+      return report.passed() ? kExitOk : kExitFailure;
+    };
+  });
+}
+
+}  // namespace sb::cli
