@@ -1,0 +1,218 @@
+// The network around the plugins and the training loop: parameter counts of models.md §5, hybrids,
+// the learning-rate schedule, resume with identical continuation, divergence and evaluation.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/config/task.hpp"
+#include "core/data/grammar.hpp"
+#include "core/model/network.hpp"
+#include "core/plugins/registry.hpp"
+#include "core/train/trainer.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kPlugins = SB_TEST_PLUGIN_DIR;
+const std::string kBroken = SB_TEST_BROKEN_DIR;
+const std::string kSource = SELECTIVBENCH_SOURCE_DIR;
+
+std::shared_ptr<const sb::LoadedPlugin> plugin(const std::string& name) {
+  return sb::PluginRegistry::instance().find(name, {{kPlugins, "build tree"}, {kBroken, "test"}});
+}
+
+sb::LayerSpec layer(const std::string& name) {
+  auto p = plugin(name);
+  return {p, sb::Options(p->descriptor.options)};
+}
+
+// The paper's network: V_in = 41, C = 1601, L = 8 (models.md §5).
+sb::NetworkSpec paper_spec(std::int64_t d_model, const std::vector<std::string>& layers) {
+  sb::NetworkSpec spec;
+  spec.input_size = 41;
+  spec.num_classes = 1601;
+  spec.d_model = d_model;
+  spec.n_heads = sb::reference_num_heads(d_model);
+  for (const auto& name : layers) spec.layers.push_back(layer(name));
+  return spec;
+}
+
+std::int64_t count_parameters(sb::Network& network) {
+  std::int64_t n = 0;
+  for (const auto& p : network->parameters()) n += p.numel();
+  return n;
+}
+
+TEST(Network, ReferenceHeadRule) {
+  EXPECT_EQ(sb::reference_num_heads(256), 4);
+  EXPECT_EQ(sb::reference_num_heads(512), 4);
+  EXPECT_EQ(sb::reference_num_heads(1024), 8);
+  EXPECT_EQ(sb::reference_num_heads(1152), 16);  // 1152/8 = 144 > 128
+}
+
+TEST(Network, ParameterCountsEqualModelsSection5AtWidth256) {
+  auto transformer = sb::Network(paper_spec(256, std::vector<std::string>(8, "transformer")));
+  EXPECT_EQ(count_parameters(transformer), 8'844'617);
+  auto gla = sb::Network(paper_spec(256, std::vector<std::string>(8, "gla")));
+  EXPECT_EQ(count_parameters(gla), 4'721'985);
+}
+
+TEST(Network, HybridsMixPluginsPerLayer) {
+  // I/O = (V_in + 1)·d + (d + 1)·C; each layer adds its mixer and 2d for its LayerNorm.
+  const std::int64_t io = 42 * 256 + 257 * 1601;
+  const std::int64_t per_transformer = (8'844'617 - io) / 8;
+  const std::int64_t per_gla = (4'721'985 - io) / 8;
+  auto hybrid = sb::Network(paper_spec(256, {"gla", "gla", "gla", "transformer"}));
+  EXPECT_EQ(count_parameters(hybrid), io + 3 * per_gla + per_transformer);
+  const auto y = hybrid->forward(torch::randn({2, 11, 41}));  // [B, T, V_in]
+  EXPECT_EQ(y.sizes(), torch::IntArrayRef({2, 11, 1601}));    // [B, T, C]
+}
+
+TEST(Network, SameSeedSameParameters) {
+  auto a = sb::Network(paper_spec(64, {"gla", "transformer"}));
+  auto b = sb::Network(paper_spec(64, {"gla", "transformer"}));
+  auto spec = paper_spec(64, {"gla", "transformer"});
+  spec.seed = 2;
+  auto c = sb::Network(spec);
+  const auto pa = a->parameters(), pb = b->parameters(), pc = c->parameters();
+  bool any_differs = false;
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(torch::equal(pa[i], pb[i]));
+    any_differs |= !torch::equal(pa[i], pc[i]);
+  }
+  EXPECT_TRUE(any_differs);
+}
+
+TEST(Training, WarmupCosineSchedule) {
+  sb::TrainingSpec s;
+  s.warmup_steps = 10;
+  EXPECT_DOUBLE_EQ(sb::lr_factor(s, 0, 110), 0.0);
+  EXPECT_DOUBLE_EQ(sb::lr_factor(s, 5, 110), 0.5);
+  EXPECT_DOUBLE_EQ(sb::lr_factor(s, 10, 110), 1.0);
+  EXPECT_NEAR(sb::lr_factor(s, 60, 110), 0.5, 1e-12);  // half way through the cosine
+  EXPECT_NEAR(sb::lr_factor(s, 110, 110), 0.0, 1e-12);
+  s.schedule = "constant";
+  EXPECT_DOUBLE_EQ(sb::lr_factor(s, 60, 110), 1.0);
+}
+
+struct TinyTask {
+  sb::Dataset train;
+  sb::Dataset test;
+};
+
+TinyTask tiny_task() {
+  const auto task = sb::load_task(kSource + "/tasks/quickstart.toml",
+                                  {sb::parse_override("train.size=96"),
+                                   sb::parse_override("test.size=16"),
+                                   sb::parse_override("sequence.length=12"),
+                                   sb::parse_override("sequence.max_string_length=12")});
+  auto grammar =
+      std::make_shared<const sb::Grammar>(sb::make_grammar(task.data.grammar, task.data.seed));
+  return {sb::Dataset::create(grammar, task.data, sb::Split::kTrain),
+          sb::Dataset::create(grammar, task.data, sb::Split::kTest)};
+}
+
+sb::NetworkSpec tiny_spec(const TinyTask& data, const std::vector<sb::LayerSpec>& layers) {
+  sb::NetworkSpec spec;
+  spec.input_size = data.test.grammar().vocab();
+  spec.num_classes = 25;
+  spec.d_model = 16;
+  spec.n_heads = 2;
+  spec.layers = layers;
+  spec.block.dropout = 0.2;  // dropout on: resuming must reproduce its masks too
+  return spec;
+}
+
+sb::TrainingSpec tiny_training() {
+  sb::TrainingSpec t;
+  t.batch_size = 8;
+  t.lr = 1e-2;
+  t.warmup_steps = 3;
+  t.max_updates = 12;  // one pass
+  t.eval_every = 4;
+  t.eval_batch_size = 8;
+  return t;
+}
+
+std::string fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("sb_train_" + name + "_" +
+                                                    std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+std::vector<nlohmann::json> metrics_of(const std::string& dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    j.erase("train_seconds");  // timing differs between runs
+    j.erase("tokens_per_s");
+    out.push_back(j);
+  }
+  return out;
+}
+
+TEST(Training, LearnsAndResumesIdentically) {
+  const TinyTask data = tiny_task();
+  const auto spec = tiny_spec(data, {layer("gla"), layer("transformer")});
+
+  // Uninterrupted.
+  const std::string straight_dir = fresh_dir("straight");
+  auto straight = sb::Network(spec);
+  const auto done = sb::train(straight, data.train, data.test, tiny_training(), straight_dir);
+  EXPECT_EQ(done.status, "finished");
+  EXPECT_EQ(done.updates, 12);
+  const auto metrics = metrics_of(straight_dir);
+  ASSERT_EQ(metrics.size(), 3u);  // updates 4, 8, 12
+  EXPECT_LT(metrics.back()["train_loss"].get<double>(), metrics.front()["train_loss"].get<double>());
+  EXPECT_TRUE(fs::exists(straight_dir + "/checkpoints"));
+
+  // Interrupted after update 6 (last checkpoint at 4), then resumed by a fresh process-like call.
+  const std::string resumed_dir = fresh_dir("resumed");
+  {
+    auto first = sb::Network(spec);
+    sb::TrainCallbacks cb;
+    cb.progress = [](std::int64_t update, std::int64_t) {
+      if (update == 6) throw std::runtime_error("interrupted");
+    };
+    EXPECT_THROW(sb::train(first, data.train, data.test, tiny_training(), resumed_dir, cb),
+                 std::runtime_error);
+  }
+  auto second = sb::Network(spec);
+  const auto resumed = sb::train(second, data.train, data.test, tiny_training(), resumed_dir);
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(resumed.resumed_from, 4);
+  EXPECT_EQ(resumed.status, "finished");
+  EXPECT_EQ(metrics_of(resumed_dir), metrics);
+  const auto p1 = straight->parameters(), p2 = second->parameters();
+  ASSERT_EQ(p1.size(), p2.size());
+  for (std::size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(torch::equal(p1[i], p2[i])) << i;
+  EXPECT_EQ(resumed.final_eval.accuracy, done.final_eval.accuracy);
+
+  // A finished run's checkpoint evaluates to the same accuracy.
+  auto reloaded = sb::Network(spec);
+  sb::load_model_checkpoint(reloaded, straight_dir + "/checkpoints/last.pt");
+  const auto ev = sb::evaluate(reloaded, data.test, 2, 8, torch::kCPU, torch::kFloat32);
+  EXPECT_EQ(ev.accuracy, done.final_eval.accuracy);
+}
+
+TEST(Training, NonFiniteLossStopsTheRun) {
+  const TinyTask data = tiny_task();
+  auto nan_plugin = plugin("misbehaving");
+  const auto spec = tiny_spec(
+      data, {layer("gla"),
+             {nan_plugin, sb::resolve_options(nan_plugin->descriptor, {{"behaviour", "nan"}}, "t")}});
+  auto network = sb::Network(spec);
+  const auto out = sb::train(network, data.train, data.test, tiny_training(), fresh_dir("nan"));
+  EXPECT_EQ(out.status, "diverged");
+  EXPECT_NE(out.message.find("at update 1"), std::string::npos) << out.message;
+  EXPECT_EQ(out.updates, 0);
+}
+
+}  // namespace
