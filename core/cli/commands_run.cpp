@@ -36,6 +36,9 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
     std::string out;
     std::vector<std::string> overrides;
     std::vector<std::string> plugin_paths;
+    std::string device;
+    std::string dtype;
+    int threads = -1;
     bool dry_run = false;
   };
   auto o = std::make_shared<Opts>();
@@ -47,10 +50,21 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
                   "Override a benchmark key, e.g. --set training.device=\"cuda\" (repeatable)")
       ->type_name("KEY=VALUE");
   add_plugin_path_option(*cmd, o->plugin_paths);
+  cmd->add_option("--device", o->device,
+                  "cpu, cuda or cuda:N (same as --set training.device=\"...\")");
+  cmd->add_option("--dtype", o->dtype, "auto, float32 or bfloat16 (same as --set training.dtype)")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16"}));
+  cmd->add_option("--threads", o->threads, "CPU threads (default: the file's, 0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--dry-run", o->dry_run, "List the runs and exit");
   cmd->callback([o, &action] {
     action = [o] {
-      const BenchmarkSpec bench = load_benchmark(o->config, parse_overrides(o->overrides));
+      std::vector<Override> overrides = parse_overrides(o->overrides);
+      // The shortcuts go through the same validation as the file's keys.
+      if (!o->device.empty()) overrides.push_back({"training.device", "\"" + o->device + "\""});
+      if (!o->dtype.empty()) overrides.push_back({"training.dtype", "\"" + o->dtype + "\""});
+      if (o->threads >= 0) overrides.push_back({"training.threads", std::to_string(o->threads)});
+      const BenchmarkSpec bench = load_benchmark(o->config, overrides);
       const std::string out = o->out.empty() ? "out/" + bench.name : o->out;
       const auto plans = plan_benchmark(bench, out);
       std::cout << "benchmark " << bench.name << ": " << plans.size() << " run"

@@ -9,6 +9,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <cstdint>
 #include <string>
 
 namespace sb::compat {
@@ -46,6 +47,25 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 inline void empty_device_cache() {
 #if SELECTIVBENCH_TORCH_CUDA
   c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+}
+
+// Peak bytes held by tensors on CUDA device `index` since the last reset; 0 on CPU-only builds.
+inline std::int64_t peak_device_memory(int index) {
+#if SELECTIVBENCH_TORCH_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+  return stats.allocated_bytes[0].peak;  // [0]: the aggregate over pool types
+#else
+  (void)index;
+  return 0;
+#endif
+}
+
+inline void reset_peak_device_memory(int index) {
+#if SELECTIVBENCH_TORCH_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+#else
+  (void)index;
 #endif
 }
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU checks of issue "Plugin SDK…" in one go, on a machine with a CUDA LibTorch 2.x from a
+# PyTorch install (the GPU machine): configure and build against it, run the test suite, run
+# check-plugin on CUDA in float32 and bfloat16, the quickstart on CUDA, and the training-speed
+# benchmark. Writes logs to $OUT (default: out/gpu).
+#
+# Headers that machine lacks (toml++, CLI11, nlohmann-json, spdlog/fmt, GoogleTest sources) are
+# taken from third_party_device/ when present (README "Building against LibTorch 2.x").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-out/gpu}"
+mkdir -p "$OUT"
+TP=third_party_device
+extra=()
+if [ -d "$TP/include" ]; then
+  extra+=(-Dtomlplusplus__tomlplusplus_INCLUDE_DIR="$PWD/$TP/include"
+          -DCLI11__CLI11_INCLUDE_DIR="$PWD/$TP/include"
+          -Dnlohmann_json__nlohmann_json_INCLUDE_DIR="$PWD/$TP/include"
+          -Dspdlog__spdlog_INCLUDE_DIR="$PWD/$TP/include")
+fi
+[ -d "$TP/googletest" ] && extra+=(-DGTEST_SOURCE_DIR="$PWD/$TP/googletest")
+prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+step() { echo; echo "== $*"; }
+
+step configure
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+  "${extra[@]}" > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
+grep -i "cuda" "$OUT/configure.log" | head -5
+step build
+( time cmake --build build-gpu -j "$(nproc)" ) > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A3 "$OUT/build.log" | head -60; exit 1; }
+tail -3 "$OUT/build.log"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
+step ctest
+ctest --test-dir build-gpu -j 8 --timeout 600 > "$OUT/ctest.log" 2>&1
+grep -E "tests passed|Failed|\*\*\*|Skipped" "$OUT/ctest.log" | head -30
+
+for dtype in float32 bfloat16; do
+  for p in transformer gla; do
+    step "check-plugin $p --device cuda --dtype $dtype"
+    build-gpu/selectivbench check-plugin "$p" --device cuda --dtype "$dtype" | tee "$OUT/check_${p}_${dtype}.txt" | tail -14
+  done
+done
+
+step "quickstart on CUDA"
+( time build-gpu/selectivbench run configs/quickstart.toml --device cuda --out "$OUT/quickstart" ) 2>&1 | tail -8
+
+for dtype in float32 bfloat16; do
+  step "bench_train cuda $dtype"
+  build-gpu/bench/bench_train --device cuda --dtype "$dtype" --widths 256,1024 --iters 5 | tee "$OUT/bench_train_cuda_${dtype}.txt"
+done
