@@ -2,7 +2,9 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -208,9 +210,17 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
         for (const auto& s : d.options) {
           std::string range;
           if (s.type == OptionType::kInt || s.type == OptionType::kFloat) {
-            std::ostringstream r;
-            r << " in [" << s.min << ", " << s.max << "]";
-            range = r.str();
+            // Integers print as integers (1048576, not 1.04858e+06); floats with 6 digits.
+            const auto bound = [&](double v) {
+              std::ostringstream b;
+              if (s.type == OptionType::kInt && std::abs(v) < 9e15) {
+                b << static_cast<long long>(v);
+              } else {
+                b << v;
+              }
+              return b.str();
+            };
+            range = " in [" + bound(s.min) + ", " + bound(s.max) + "]";
           } else if (!s.choices.empty()) {
             range = " one of";
             for (const auto& c : s.choices) range += " \"" + c + "\"";

@@ -50,6 +50,11 @@ Tolerances tolerances_for(torch::ScalarType dtype) {
   return {1e-5, 1e-4, 1e-3};
 }
 
+// "cuda" means "cuda:0": tensors report their device with its index.
+torch::Device with_index(const torch::Device& device) {
+  return device.is_cuda() && !device.has_index() ? torch::Device(torch::kCUDA, 0) : device;
+}
+
 torch::ScalarType parse_dtype(const std::string& name) {
   if (name == "float32") return torch::kFloat32;
   if (name == "bfloat16") return torch::kBFloat16;
@@ -61,7 +66,7 @@ class Checker {
   Checker(const LoadedPlugin& plugin, const ConformanceOptions& options)
       : plugin_(plugin),
         options_(options),
-        device_(options.device),
+        device_(with_index(torch::Device(options.device))),
         dtype_(parse_dtype(options.dtype)),
         tol_(tolerances_for(dtype_)) {
     context_.d_model = options.d_model;

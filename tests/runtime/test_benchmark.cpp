@@ -1,0 +1,129 @@
+// Benchmark files (core/config/benchmark.cpp) and the grid they expand to (core/run/runner.cpp):
+// every shipped config loads, errors name file, line and key, and the grid has the right runs.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/config/benchmark.hpp"
+#include "core/run/runner.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kSource = SELECTIVBENCH_SOURCE_DIR;
+
+// Writes a benchmark file next to a copy-free reference to the quickstart task.
+std::string write_config(const std::string& name, const std::string& body) {
+  const fs::path dir = fs::temp_directory_path() / ("sb_bench_cfg_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path file = dir / (name + ".toml");
+  std::ofstream(file) << body;
+  return file.string();
+}
+
+const std::string kMinimal =
+    "[benchmark]\n"
+    "tasks = [\"" + kSource + "/tasks/quickstart.toml\"]\n"
+    "models = [\"gla\", \"transformer\"]\n"
+    "widths = [32, 64]\n"
+    "layers = [2]\n"
+    "seeds = [1, 2, 3]\n"
+    "learning_rates = [1e-3]\n"
+    "warmups = [10]\n";
+
+std::string error_of(const std::string& path, const std::vector<sb::Override>& overrides = {}) {
+  try {
+    sb::load_benchmark(path, overrides);
+  } catch (const sb::ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a ConfigError for " << path;
+  return "";
+}
+
+TEST(BenchmarkFile, ShippedConfigsLoad) {
+  for (const auto& entry : fs::directory_iterator(kSource + "/configs")) {
+    if (entry.path().extension() != ".toml") continue;
+    SCOPED_TRACE(entry.path().string());
+    const auto b = sb::load_benchmark(entry.path().string());
+    EXPECT_FALSE(b.models.empty());
+    EXPECT_FALSE(plan_benchmark(b, "/tmp/unused").empty());
+  }
+}
+
+TEST(BenchmarkFile, QuickstartIsSmallAndCompares) {
+  const auto b = sb::load_benchmark(kSource + "/configs/quickstart.toml");
+  EXPECT_EQ(b.models, (std::vector<std::string>{"transformer", "gla"}));
+  EXPECT_EQ(b.training.device, "cpu");
+  EXPECT_GT(b.training.max_updates, 0);
+}
+
+TEST(BenchmarkFile, GridOrderAndRunNames) {
+  const auto b = sb::load_benchmark(write_config("grid", kMinimal));
+  const auto plans = sb::plan_benchmark(b, "/out");
+  ASSERT_EQ(plans.size(), 2u * 2u * 3u);
+  EXPECT_EQ(plans[0].model, "gla");
+  EXPECT_EQ(plans[0].width, 32);
+  EXPECT_EQ(plans[0].seed, 1);
+  EXPECT_EQ(plans[1].seed, 2);  // the last axes vary fastest
+  EXPECT_EQ(plans.back().model, "transformer");
+  EXPECT_EQ(plans.back().width, 64);
+  EXPECT_EQ(plans[0].layer_plugins, (std::vector<std::string>{"gla", "gla"}));
+  for (std::size_t i = 1; i < plans.size(); ++i) EXPECT_NE(plans[i].dir, plans[i - 1].dir);
+  EXPECT_EQ(plans[0].dir.rfind("/out/quickstart/", 0), 0u) << plans[0].dir;
+}
+
+TEST(BenchmarkFile, HybridsRepeatOverTheLayers) {
+  const auto b = sb::load_benchmark(write_config(
+      "hybrid", kMinimal + "\n[hybrids]\ngla3t = [\"gla\", \"gla\", \"gla\", \"transformer\"]\n"),
+      {{"benchmark.models", "[\"gla3t\"]"}, {"benchmark.layers", "[8]"}});
+  const auto plugins = b.layer_plugins("gla3t", 8);
+  EXPECT_EQ(plugins, (std::vector<std::string>{"gla", "gla", "gla", "transformer", "gla", "gla",
+                                               "gla", "transformer"}));
+  EXPECT_EQ(b.layer_plugins("gla", 2), (std::vector<std::string>{"gla", "gla"}));
+}
+
+TEST(BenchmarkFile, PluginOptionsAreKeptForValidation) {
+  const auto b = sb::load_benchmark(
+      write_config("opts", kMinimal + "\n[plugins.gla]\nchunk_size = 32\nmode = \"recurrent\"\n"));
+  ASSERT_EQ(b.plugin_options.count("gla"), 1u);
+  EXPECT_EQ(b.plugin_options.at("gla").size(), 2u);
+  EXPECT_NE(b.plugin_options_where.at("gla").find("opts.toml"), std::string::npos);
+}
+
+TEST(BenchmarkFile, ErrorsNameFileKeyAndWhatIsAllowed) {
+  // A misspelt key, with a suggestion.
+  std::string msg = error_of(write_config("typo", kMinimal + "\n[training]\nbatch_sise = 8\n"));
+  EXPECT_NE(msg.find("typo.toml"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("batch_sise"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("batch_size"), std::string::npos) << msg;  // did you mean
+
+  // Wrong types and ranges.
+  const std::string path = write_config("base", kMinimal);
+  msg = error_of(path, {{"benchmark.widths", "[\"wide\"]"}});
+  EXPECT_NE(msg.find("widths"), std::string::npos) << msg;
+  msg = error_of(path, {{"training.optimizer", "\"sgd\""}});
+  EXPECT_NE(msg.find("adam"), std::string::npos) << msg;
+  msg = error_of(path, {{"training.device", "\"tpu\""}});
+  EXPECT_NE(msg.find("cuda:N"), std::string::npos) << msg;
+  msg = error_of(path, {{"model.dropout", "1.5"}});
+  EXPECT_NE(msg.find("dropout"), std::string::npos) << msg;
+  msg = error_of(path, {{"benchmark.seeds", "[]"}});
+  EXPECT_NE(msg.find("seeds"), std::string::npos) << msg;
+
+  // A task file that does not exist, relative to the benchmark file.
+  msg = error_of(write_config("notask", "[benchmark]\ntasks = [\"nope.toml\"]\nmodels = [\"gla\"]\n"
+                                        "widths = [8]\nlayers = [1]\nseeds = [1]\n"
+                                        "learning_rates = [1e-3]\nwarmups = [1]\n"));
+  EXPECT_NE(msg.find("nope.toml"), std::string::npos) << msg;
+
+  // A missing [benchmark] table and an unknown top-level table.
+  msg = error_of(write_config("empty", "[training]\nbatch_size = 8\n"));
+  EXPECT_NE(msg.find("benchmark"), std::string::npos) << msg;
+  msg = error_of(write_config("extra", kMinimal + "\n[trainig]\nbatch_size = 8\n"));
+  EXPECT_NE(msg.find("training"), std::string::npos) << msg;
+}
+
+}  // namespace
