@@ -6,6 +6,7 @@
 #
 # Headers that machine lacks (toml++, CLI11, nlohmann-json, spdlog/fmt, GoogleTest sources) are
 # taken from third_party_device/ when present (README "Building against LibTorch 2.x").
+# GPU_CHECK_BENCH=0 skips the training benchmark.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/gpu}"
@@ -45,6 +46,7 @@ done
 step "quickstart on CUDA"
 ( time build-gpu/selectivbench run configs/quickstart.toml --device cuda --out "$OUT/quickstart" ) 2>&1 | tail -8
 
+[ "${GPU_CHECK_BENCH:-1}" = 0 ] && exit 0
 for dtype in float32 bfloat16; do
   step "bench_train cuda $dtype"
   build-gpu/bench/bench_train --device cuda --dtype "$dtype" --widths 256,1024 --iters 5 | tee "$OUT/bench_train_cuda_${dtype}.txt"
