@@ -10,7 +10,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kRootKeys = {"benchmark", "hybrids", "model", "training", "plugins"};
+const std::vector<std::string> kRootKeys = {"benchmark", "hybrids",  "width_remap",
+                                            "model",     "training", "plugins"};
 const std::vector<std::string> kBenchmarkKeys = {
     "name",   "description", "tasks", "task_set",       "models",
     "widths", "layers",      "seeds", "learning_rates", "warmups"};
@@ -71,6 +72,13 @@ std::string resolve_path(const std::string& base_file, const std::string& path) 
 
 }  // namespace
 
+std::int64_t BenchmarkSpec::effective_width(const std::string& model, std::int64_t width) const {
+  const auto m = width_remap.find(model);
+  if (m == width_remap.end()) return width;
+  const auto w = m->second.find(width);
+  return w == m->second.end() ? width : w->second;
+}
+
 std::vector<std::string> BenchmarkSpec::layer_plugins(const std::string& model,
                                                       std::int64_t n_layers) const {
   auto it = hybrids.find(model);
@@ -122,6 +130,38 @@ BenchmarkSpec load_benchmark(const std::string& path, const std::vector<Override
         b.hybrids[name] = read_list<std::string>(t, name, true);
       }
       t.finish(names);
+    }
+  }
+  {
+    // [width_remap.<model>] "<width>" = <width it runs at> (0: skipped), e.g. the reference's
+    // transformer 648 -> 768 (models.md §2). The head count stays that of the original width.
+    TableReader t = root.get_table("width_remap");
+    if (const toml::node* node = doc.get("width_remap"); node != nullptr && node->is_table()) {
+      std::vector<std::string> models;
+      for (const auto& [key, value] : *node->as_table()) {
+        const std::string model(key.str());
+        models.push_back(model);
+        TableReader m = t.get_table(model);
+        const toml::table* table = value.as_table();
+        if (table == nullptr) t.fail(model, "expected a table of width = width");
+        std::vector<std::string> widths;
+        for (const auto& [wkey, wvalue] : *table) {
+          const std::string from(wkey.str());
+          widths.push_back(from);
+          std::int64_t w = 0;
+          try {
+            std::size_t used = 0;
+            w = std::stoll(from, &used);
+            if (used != from.size() || w < 1) throw std::invalid_argument(from);
+          } catch (const std::exception&) {
+            m.fail(from, "a key of width_remap is a width (a positive integer), got \"" + from +
+                             "\"");
+          }
+          b.width_remap[model][w] = m.get_int(from, 0, 0, 65536);
+        }
+        m.finish(widths);
+      }
+      t.finish(models);
     }
   }
   {

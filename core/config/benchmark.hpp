@@ -55,6 +55,12 @@ struct BenchmarkSpec {
   std::vector<Override> task_overrides;     // [benchmark] task_set = ["train.size=4000"]
   std::vector<std::string> models;
   std::map<std::string, std::vector<std::string>> hybrids;
+  // [width_remap.<model>]: a grid width -> the width the model runs at (0: the run is skipped). The
+  // head count stays that of the grid width, as in the reference (models.md §2).
+  std::map<std::string, std::map<std::int64_t, std::int64_t>> width_remap;
+
+  // The width `model` runs at for grid width `width` (0: skipped).
+  std::int64_t effective_width(const std::string& model, std::int64_t width) const;
   std::vector<std::int64_t> widths;
   std::vector<std::int64_t> layers;
   std::vector<std::int64_t> seeds;

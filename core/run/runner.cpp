@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
@@ -209,6 +210,7 @@ NetworkSpec network_spec(const ModelConfig& m, const Dataset& data,
 
 std::vector<RunPlan> plan_benchmark(const BenchmarkSpec& bench, const std::string& out_dir) {
   std::vector<RunPlan> trained, evaluated;
+  std::set<std::string> seen;
   for (const auto& file : bench.task_files) {
     for (const TaskSpec& variant : load_task_variants(file, bench.task_overrides)) {
       for (const auto& model : bench.models) {
@@ -217,20 +219,25 @@ std::vector<RunPlan> plan_benchmark(const BenchmarkSpec& bench, const std::strin
             for (auto seed : bench.seeds) {
               for (double lr : bench.learning_rates) {
                 for (auto warmup : bench.warmups) {
+                  const std::int64_t runs_at = bench.effective_width(model, width);
+                  if (runs_at == 0) continue;  // the reference skips this width for this model
                   RunPlan p;
                   p.task = variant;
                   p.task.data.seed = static_cast<std::uint64_t>(seed);
                   p.model = model;
                   p.layer_plugins = bench.layer_plugins(model, layers);
-                  p.width = width;
+                  p.width = runs_at;
+                  p.grid_width = width;
                   p.layers = layers;
                   p.seed = seed;
                   p.lr = lr;
                   p.warmup = warmup;
-                  p.id = model + "_d" + std::to_string(width) + "_L" + std::to_string(layers) +
+                  p.id = model + "_d" + std::to_string(runs_at) + "_L" + std::to_string(layers) +
                          "_s" + std::to_string(seed) + "_lr" + format_lr(lr) + "_w" +
                          std::to_string(warmup);
                   p.dir = (fs::path(out_dir) / task_folder(variant) / p.id).string();
+                  if (seen.count(p.dir) != 0) continue;  // a remap made it a duplicate
+                  seen.insert(p.dir);
                   if (!variant.evaluates.empty()) {
                     p.trained_dir = (fs::path(out_dir) / variant.evaluates / p.id).string();
                     evaluated.push_back(std::move(p));
@@ -325,6 +332,7 @@ json execute_run(const RunPlan& plan, const RunContext& ctx) {
                   {"task", plan.task.display_name()},
                   {"model", plan.model},
                   {"width", plan.width},
+                  {"grid_width", plan.grid_width},
                   {"layers", plan.layers},
                   {"seed", plan.seed},
                   {"lr", plan.lr},
@@ -364,7 +372,10 @@ json execute_run(const RunPlan& plan, const RunContext& ctx) {
   model.name = plan.model;
   model.layer_plugins = plan.layer_plugins;
   model.width = plan.width;
-  model.heads = bench.model.heads > 0 ? bench.model.heads : reference_num_heads(plan.width);
+  // Heads follow the grid width, as the reference computes them before its transformer remap.
+  model.heads = bench.model.heads > 0
+                    ? bench.model.heads
+                    : reference_num_heads(plan.grid_width > 0 ? plan.grid_width : plan.width);
   if (plan.width % model.heads != 0) {
     throw std::runtime_error(bench.source + ": width " + std::to_string(plan.width) +
                              " is not divisible by " + std::to_string(model.heads) + " heads");

@@ -85,6 +85,27 @@ TEST(BenchmarkFile, HybridsRepeatOverTheLayers) {
   EXPECT_EQ(b.layer_plugins("gla", 2), (std::vector<std::string>{"gla", "gla"}));
 }
 
+TEST(BenchmarkFile, WidthRemapAsTheReferenceTransformer) {
+  const auto b = sb::load_benchmark(
+      write_config("remap", kMinimal + "\n[width_remap.transformer]\n648 = 768\n960 = 0\n"),
+      {{"benchmark.widths", "[648, 768, 960]"}, {"benchmark.seeds", "[1]"}});
+  EXPECT_EQ(b.effective_width("transformer", 648), 768);
+  EXPECT_EQ(b.effective_width("transformer", 960), 0);
+  EXPECT_EQ(b.effective_width("gla", 648), 648);
+  const auto plans = sb::plan_benchmark(b, "/out");
+  // gla: 648, 768, 960; transformer: 648 -> 768 (heads of 648), and 768 is then a duplicate; 960
+  // is skipped.
+  ASSERT_EQ(plans.size(), 4u);
+  EXPECT_EQ(plans[3].model, "transformer");
+  EXPECT_EQ(plans[3].width, 768);
+  EXPECT_EQ(plans[3].grid_width, 648);
+
+  const std::string msg = error_of(
+      write_config("badremap", kMinimal + "\n[width_remap.transformer]\nwide = 768\n"));
+  EXPECT_NE(msg.find("wide"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("positive integer"), std::string::npos) << msg;
+}
+
 TEST(BenchmarkFile, PluginOptionsAreKeptForValidation) {
   const auto b = sb::load_benchmark(
       write_config("opts", kMinimal + "\n[plugins.gla]\nchunk_size = 32\nmode = \"recurrent\"\n"));
