@@ -44,13 +44,30 @@ std::string error_of(const std::string& path, const std::vector<sb::Override>& o
 }
 
 TEST(BenchmarkFile, ShippedConfigsLoad) {
-  for (const auto& entry : fs::directory_iterator(kSource + "/configs")) {
+  int files = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(kSource + "/configs")) {
     if (entry.path().extension() != ".toml") continue;
     SCOPED_TRACE(entry.path().string());
     const auto b = sb::load_benchmark(entry.path().string());
     EXPECT_FALSE(b.models.empty());
     EXPECT_FALSE(plan_benchmark(b, "/tmp/unused").empty());
+    ++files;
   }
+  EXPECT_GE(files, 12);  // quickstart, 6 paper, 5 paper-small
+}
+
+TEST(BenchmarkFile, PaperGridsHaveTheReferenceSizes) {
+  // data.md §11.2 "grid runs", less the transformer's skipped width 960 and its 648 = 768 duplicate.
+  const auto count = [](const std::string& file) {
+    return sb::plan_benchmark(sb::load_benchmark(kSource + "/configs/paper/" + file), "/o").size();
+  };
+  EXPECT_EQ(count("task1_complexity.toml"), 10584u - 7 * 2 * 4 * 3 * 2);
+  EXPECT_EQ(count("task1_model_size.toml"), 1512u - 2 * 4 * 3 * 2);
+  EXPECT_EQ(count("task2.toml") + count("task2_wide.toml"), 1512u - 2 * 4 * 3 * 2);
+  EXPECT_EQ(count("task3.toml"), 1344u - 2 * 4 * 3 * 2);
+  // Task 4: 4 test conditions x 7 models x 2 widths x 4 seeds x 2 lr x 2 warmups, after the task-2
+  // runs they evaluate.
+  EXPECT_EQ(count("task4.toml"), 896u + 7 * 2 * 4 * 2 * 2);
 }
 
 TEST(BenchmarkFile, QuickstartIsSmallAndCompares) {
