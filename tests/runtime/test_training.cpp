@@ -59,6 +59,8 @@ TEST(Network, ParameterCountsEqualModelsSection5AtWidth256) {
   EXPECT_EQ(count_parameters(transformer), 8'844'617);
   auto gla = sb::Network(paper_spec(256, std::vector<std::string>(8, "gla")));
   EXPECT_EQ(count_parameters(gla), 4'721'985);
+  auto mamba2 = sb::Network(paper_spec(256, std::vector<std::string>(8, "mamba2")));
+  EXPECT_EQ(count_parameters(mamba2), 4'147'713);
 }
 
 TEST(Network, HybridsMixPluginsPerLayer) {
