@@ -439,6 +439,23 @@ json execute_run(const RunPlan& plan, const RunContext& ctx) {
                        {"device", ts.device},
                        {"dtype", dtype_name(dtype)},
                        {"threads", threads}};
+  // A run that resumes must continue with the settings it started with: anything that changes the
+  // data, the model or the training (the device, dtype and evaluation batch may change) is refused.
+  if (fs::exists(dir / "config.json") && fs::exists(dir / "checkpoints" / "last.pt")) {
+    std::ifstream in(dir / "config.json");
+    const json before = json::parse(in);
+    const auto comparable = [](json c) {
+      for (const char* key : {"device", "dtype", "eval_batch_size"}) c["training"].erase(key);
+      return json{{"task", c["task"]}, {"model", c["model"]}, {"training", c["training"]}};
+    };
+    const json diff = json::diff(comparable(before), comparable(config));
+    if (!diff.empty()) {
+      throw std::runtime_error(
+          plan.dir + ": this unfinished run was started with other settings (" +
+          diff[0].value("path", std::string("?")) + " differs); it cannot resume with the new "
+          "ones. Use another --out folder, or delete the run folder to start it again");
+    }
+  }
   write_file_atomically((dir / "config.json").string(),
                         [&](std::ostream& o) { o << config.dump(2) << "\n"; });
   log_line("run " + plan.id + " on " + plan.task.display_name() + ": " + network->describe() +

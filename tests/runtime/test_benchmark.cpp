@@ -164,4 +164,51 @@ TEST(BenchmarkFile, ErrorsNameFileKeyAndWhatIsAllowed) {
   EXPECT_NE(msg.find("training"), std::string::npos) << msg;
 }
 
+TEST(BenchmarkRun, RunsSkipsAndRefusesToResumeWithOtherSettings) {
+  const std::string config = write_config(
+      "tiny", "[benchmark]\n"
+              "tasks = [\"" + kSource + "/tasks/quickstart.toml\"]\n"
+              "task_set = [\"train.size=48\", \"test.size=8\", \"sequence.length=10\","
+              " \"sequence.max_string_length=10\"]\n"
+              "models = [\"gla\"]\nwidths = [16]\nlayers = [1]\nseeds = [1]\n"
+              "learning_rates = [1e-2]\nwarmups = [1]\n"
+              "[training]\nbatch_size = 8\nmax_updates = 6\neval_every = 2\n");
+  const fs::path out = fs::temp_directory_path() / ("sb_bench_run_" + std::to_string(::getpid()));
+  fs::remove_all(out);
+  const auto bench = sb::load_benchmark(config);
+  const auto plans = sb::plan_benchmark(bench, out.string());
+  ASSERT_EQ(plans.size(), 1u);
+  sb::RunContext ctx;
+  ctx.bench = &bench;
+  ctx.plugin_folders = {{SB_TEST_PLUGIN_DIR, "build tree"}};
+  ctx.log = [](const std::string&) {};
+  // Interrupted after update 3 (checkpoint at 2).
+  ctx.progress = [](std::int64_t update, std::int64_t) {
+    if (update == 3) throw std::runtime_error("interrupted");
+  };
+  EXPECT_THROW(sb::execute_run(plans[0], ctx), std::runtime_error);
+  EXPECT_FALSE(fs::exists(fs::path(plans[0].dir) / "summary.json"));
+
+  // Other training settings: refused, naming the run folder and the setting.
+  const auto changed = sb::load_benchmark(config, {{"training.clip_norm", "0.5"}});
+  sb::RunContext ctx2 = ctx;
+  ctx2.bench = &changed;
+  ctx2.progress = {};
+  try {
+    sb::execute_run(sb::plan_benchmark(changed, out.string())[0], ctx2);
+    ADD_FAILURE() << "resumed with other settings";
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(plans[0].dir), std::string::npos) << msg;
+    EXPECT_NE(msg.find("clip_norm"), std::string::npos) << msg;
+  }
+
+  // The same settings resume and finish; a second call skips the finished run.
+  ctx.progress = {};
+  const auto summary = sb::execute_run(plans[0], ctx);
+  EXPECT_EQ(summary.at("status"), "finished");
+  EXPECT_EQ(summary.at("updates"), 6);
+  EXPECT_TRUE(sb::execute_run(plans[0], ctx).value("skipped", false));
+}
+
 }  // namespace
