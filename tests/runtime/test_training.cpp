@@ -61,6 +61,13 @@ TEST(Network, ParameterCountsEqualModelsSection5AtWidth256) {
   EXPECT_EQ(count_parameters(gla), 4'721'985);
   auto mamba2 = sb::Network(paper_spec(256, std::vector<std::string>(8, "mamba2")));
   EXPECT_EQ(count_parameters(mamba2), 4'147'713);
+  auto mamba = sb::Network(paper_spec(256, std::vector<std::string>(8, "mamba")));
+  EXPECT_EQ(count_parameters(mamba), 5'304'641);
+  auto delta_net = sb::Network(paper_spec(256, std::vector<std::string>(8, "delta_net")));
+  EXPECT_EQ(count_parameters(delta_net), 3'614'017);
+  auto gated_delta_net =
+      sb::Network(paper_spec(256, std::vector<std::string>(8, "gated_delta_net")));
+  EXPECT_EQ(count_parameters(gated_delta_net), 4'670'849);
 }
 
 TEST(Network, HybridsMixPluginsPerLayer) {

@@ -1,0 +1,4 @@
+// The retnet plugin's entry point: libsb_retnet.so.
+#include "retnet.hpp"
+
+SELECTIVBENCH_PLUGIN(retnet, sb::plugins::describe_retnet)

@@ -1,0 +1,91 @@
+// The retnet mixer: multi-scale retention as fla's MultiScaleRetention layer, called the way the
+// reference's secondary model `retnet` calls it (models.md §7.1; Sun et al. 2023).
+//
+// With D = d_model, H heads, key width D·expand_k split into H heads of K, value width D·expand_v
+// split into H heads of V (defaults: K = D/H, V = 2D/H):
+//
+//   q = silu(conv(Wq u)),  k = silu(conv(Wk u)),  v = silu(conv(Wv u))      short convs, kernel 4
+//   q, k ← RoPE(q, k) at positions t = 0, 1, …   (half-split, base 10000, rotation by +φ)
+//   per head h, with the fixed decay γ_h = 1 − 2^{−5−h}  (h = 0 .. H−1):
+//     S_t = γ_h S_{t−1} + k_t v_tᵀ,   o_t = S_tᵀ (q_t · K^−½)                S ∈ R^{K×V}
+//   o   = rmsnorm_V(o) · w ⊙ silu(W_gate u)                                per head
+//   out = Wo concat_heads(o)
+// No l2norm on q/k. The decays are not parameters: head 0 forgets fastest (γ_0 = 0.96875,
+// a memory of ~32 steps), each further head remembers twice as long.
+//
+// Without short convolutions (use_short_conv = false) q, k and v are the bare projections, with no
+// activation, as in fla. RoPE needs an even K: fla's rotary kernel fails on odd head dims (e.g.
+// d = 648, H = 8 gives K = 81), and so does this layer's constructor, with a message.
+//
+// Parameters (state-dict names as fla's), with Dk = D·expand_k, Dv = D·expand_v, c = conv_size:
+//   q_proj.weight, k_proj.weight                 [Dk, D]
+//   v_proj.weight, g_proj.weight                 [Dv, D]
+//   q_conv1d.weight, k_conv1d.weight             [Dk, 1, c]   (no bias; only with short convs)
+//   v_conv1d.weight                              [Dv, 1, c]
+//   g_norm_swish_gate.weight                     [V]          shared by the heads
+//   o_proj.weight                                [D, Dv]
+//   total = 2·D·Dk + 3·D·Dv + c·(2·Dk + Dv) + Dv/H  =  8D² + 16D + 2D/H at the defaults
+// All keep PyTorch's default initialisation (fla's HF init is not applied; models.md §4).
+//
+// Forward runs the chunked form (sb::gla_chunked, the log decay log γ_h broadcast over the key
+// channels) by default, or with mode = "recurrent" the plain sequential loop (sb::gla_reference).
+//
+// Recurrent form: MixerState::tensors = {S [B, H, K, V]} followed, with short convs, by the conv
+// caches {q [B, Dk, c−1], k [B, Dk, c−1], v [B, Dv, c−1]}; MixerState::position is the RoPE
+// position of the next step. S is kept in float32 (float64 for float64 states).
+#pragma once
+
+#include <selectivbench/sdk.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace sb::plugins {
+
+class RetNetMixer : public sb::Mixer {
+ public:
+  // D = ctx.d_model, H = ctx.n_heads; options as in describe_retnet().
+  explicit RetNetMixer(const sb::MixerContext& ctx);
+
+  torch::Tensor forward(const torch::Tensor& x) override;  // [B, T, D] -> [B, T, D]
+
+  sb::MixerState init_state(std::int64_t batch, const torch::Device& device,
+                            torch::ScalarType dtype) override;
+  torch::Tensor step(const torch::Tensor& x_t, sb::MixerState& state) override;  // [B, D] -> [B, D]
+
+  // H·K·V for the state plus (conv_size − 1)·(2·Dk + Dv) for the conv caches: constant in T.
+  std::int64_t state_elements(std::int64_t seq_len) const override;
+  std::string describe() const override;
+
+  // The per-head decays γ_h = 1 − 2^{−5−h}: [H], float64 on the CPU.
+  torch::Tensor decays() const;
+
+  static constexpr double kRopeBase = 10000.0;
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr};  // [H·K, D]
+  torch::nn::Linear v_proj{nullptr}, g_proj{nullptr};  // [H·V, D]
+  sb::ShortConv q_conv1d{nullptr}, k_conv1d{nullptr};  // H·K channels; null without short convs
+  sb::ShortConv v_conv1d{nullptr};                     // H·V channels
+  sb::GatedRMSNorm g_norm_swish_gate{nullptr};         // over V
+  torch::nn::Linear o_proj{nullptr};                   // [D, H·V]
+
+ private:
+  // log γ_h as a [H, 1] column in `like`'s dtype and device, to broadcast over the key channels.
+  torch::Tensor log_decays_like(const torch::Tensor& like) const;
+
+  std::int64_t d_model_;
+  std::int64_t n_heads_;
+  std::int64_t key_dim_;    // H·K
+  std::int64_t value_dim_;  // H·V
+  std::int64_t head_k_;     // K
+  std::int64_t head_v_;     // V
+  std::int64_t conv_size_;
+  std::int64_t chunk_size_;
+  bool use_short_conv_;
+  bool recurrent_mode_;
+};
+
+// The plugin's descriptor: name "retnet", taxonomy, capabilities, options, factory.
+sb::PluginDescriptor describe_retnet();
+
+}  // namespace sb::plugins
