@@ -125,8 +125,9 @@ DeltaRuleResult delta_rule_chunked(const torch::Tensor& q, const torch::Tensor& 
   const auto system = torch::eye(C, opts) + beta_col * kk * gamma * strict_lower;
   const auto bk = from_start.defined() ? beta_col * from_start.unsqueeze(-1) * kc : beta_col * kc;
   const auto rhs = torch::cat({beta_col * vc, bk}, -1);  // [B, H, N, C, V + K]
-  const auto uw = torch::linalg::solve_triangular(system, rhs, /*upper=*/false, /*left=*/true,
-                                                  /*unitriangular=*/true);
+  // The ATen op (not torch::linalg::, whose header LibTorch 2.x no longer pulls in with torch.h).
+  const auto uw = at::linalg_solve_triangular(system, rhs, /*upper=*/false, /*left=*/true,
+                                              /*unitriangular=*/true);
   const auto u = uw.narrow(-1, 0, V);  // [B, H, N, C, V]
   const auto w = uw.narrow(-1, V, K);  // [B, H, N, C, K]
 
