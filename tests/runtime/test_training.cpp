@@ -68,6 +68,9 @@ TEST(Network, ParameterCountsEqualModelsSection5AtWidth256) {
   auto gated_delta_net =
       sb::Network(paper_spec(256, std::vector<std::string>(8, "gated_delta_net")));
   EXPECT_EQ(count_parameters(gated_delta_net), 4'670'849);
+  auto gated_delta_product =
+      sb::Network(paper_spec(256, std::vector<std::string>(8, "gated_delta_product")));
+  EXPECT_EQ(count_parameters(gated_delta_product), 9'487'745);
 }
 
 TEST(Network, HybridsMixPluginsPerLayer) {
