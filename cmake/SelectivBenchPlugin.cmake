@@ -48,6 +48,7 @@ function(selectivbench_add_plugin_test name)
   else()
     set(exe ${SELECTIVBENCH_EXECUTABLE})
   endif()
+  # One thread and no throughput line: CTest runs tests side by side, and timing belongs in bench/.
   add_test(NAME check_plugin_${name}
-           COMMAND ${exe} check-plugin $<TARGET_FILE:sb_${name}>)
+           COMMAND ${exe} check-plugin $<TARGET_FILE:sb_${name}> --threads 1 --no-throughput)
 endfunction()

@@ -1,5 +1,8 @@
 // `selectivbench check-plugin NAME|PATH`: the conformance kit (core/plugins/conformance.hpp).
+#include <torch/torch.h>
+
 #include <iostream>
+#include <thread>
 
 #include "core/cli/commands.hpp"
 #include "core/plugins/conformance.hpp"
@@ -12,6 +15,7 @@ void add_check_plugin_command(CLI::App& app, std::function<int()>& action) {
     std::string plugin;
     std::vector<std::string> plugin_paths;
     ConformanceOptions options;
+    int threads = 0;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("plugin", o->plugin, "Plugin name (searched) or path to libsb_<name>.so")
@@ -26,8 +30,11 @@ void add_check_plugin_command(CLI::App& app, std::function<int()>& action) {
       ->capture_default_str();
   cmd->add_option("--seed", o->options.seed, "Seed of the mixers and inputs")->capture_default_str();
   cmd->add_flag("!--no-throughput", o->options.throughput, "Skip the tokens/s line");
+  cmd->add_option("--threads", o->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->callback([o, &action] {
     action = [o] {
+      torch::set_num_threads(o->threads > 0 ? o->threads
+                                            : static_cast<int>(std::thread::hardware_concurrency()));
       const auto plugin = PluginRegistry::instance().resolve(
           o->plugin, plugin_search_path(o->plugin_paths, {}));
       const ConformanceReport report = run_conformance(*plugin, o->options);

@@ -52,7 +52,7 @@ expect_contains("${last_out}" "${prefix}" "plugins (installed folder)")
 expect_contains("${last_out}" "transformer" "plugins (installed built-ins)")
 
 # 3b. Conformance, by path.
-run(${exe} check-plugin ${plugin} --no-throughput)
+run(${exe} check-plugin ${plugin} --no-throughput --threads 1)
 expect_contains("${last_out}" "PASSED" "check-plugin")
 
 # 3c. A few training steps, the plugin found through SELECTIVBENCH_PLUGIN_PATH, next to gla.
