@@ -63,78 +63,90 @@ int main(int argc, char** argv) {
   app.add_option("--plugin-path", plugin_paths, "Folder searched for plugins first");
   CLI11_PARSE(app, argc, argv);
 
-  torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+  torch::set_num_threads(threads > 0 ? threads
+                                     : static_cast<int>(std::thread::hardware_concurrency()));
   const torch::Device device(device_name);
   const auto dtype = dtype_name == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
   const auto folders = sb::plugin_search_path(plugin_paths, {});
   const std::int64_t V_in = 41, C = 1601;
 
-  std::printf("device %s, %s, %d CPU threads, LibTorch %s; L = %lld, B = %lld, T = %lld, "
-              "median of %d\n",
-              device.str().c_str(), dtype_name.c_str(), torch::get_num_threads(),
-              sb::compat::torch_version().c_str(), static_cast<long long>(layers),
-              static_cast<long long>(batch), static_cast<long long>(steps), iters);
+  std::printf(
+      "device %s, %s, %d CPU threads, LibTorch %s; L = %lld, B = %lld, T = %lld, "
+      "median of %d\n",
+      device.str().c_str(), dtype_name.c_str(), torch::get_num_threads(),
+      sb::compat::torch_version().c_str(), static_cast<long long>(layers),
+      static_cast<long long>(batch), static_cast<long long>(steps), iters);
   std::printf("%-14s %6s %12s %14s %16s %14s\n", "plugin", "width", "params", "forward tok/s",
               "train tok/s", "peak MiB");
   for (const auto& name : split(plugins)) {
     const auto plugin = sb::PluginRegistry::instance().find(name, folders);
     for (const auto& w : split(widths)) {
-      sb::NetworkSpec spec;
-      spec.input_size = V_in;
-      spec.num_classes = C;
-      spec.d_model = std::stoll(w);
-      spec.n_heads = sb::reference_num_heads(spec.d_model);
-      spec.layers.assign(static_cast<std::size_t>(layers),
-                         {plugin, sb::Options(plugin->descriptor.options)});
-      spec.block.dropout = 0.2;
-      sb::Network network(spec);
-      network->to(device, dtype);
-      std::int64_t params = 0;
-      for (const auto& p : network->parameters()) params += p.numel();
-      torch::optim::Adam optimizer(network->parameters(), torch::optim::AdamOptions(1e-4));
+      try {
+        sb::NetworkSpec spec;
+        spec.input_size = V_in;
+        spec.num_classes = C;
+        spec.d_model = std::stoll(w);
+        spec.n_heads = sb::reference_num_heads(spec.d_model);
+        spec.layers.assign(static_cast<std::size_t>(layers),
+                           {plugin, sb::Options(plugin->descriptor.options)});
+        spec.block.dropout = 0.2;
+        sb::Network network(spec);
+        network->to(device, dtype);
+        std::int64_t params = 0;
+        for (const auto& p : network->parameters()) params += p.numel();
+        torch::optim::Adam optimizer(network->parameters(), torch::optim::AdamOptions(1e-4));
 
-      torch::manual_seed(1);
-      const auto symbols = torch::randint(V_in, {batch, steps}, torch::kLong);
-      const auto inputs = torch::one_hot(symbols, V_in).to(device, dtype);       // [B, T, V_in]
-      const auto labels = torch::randint(C, {batch * steps}, torch::kLong).to(device);  // [B·T]
+        torch::manual_seed(1);
+        const auto symbols = torch::randint(V_in, {batch, steps}, torch::kLong);
+        const auto inputs = torch::one_hot(symbols, V_in).to(device, dtype);  // [B, T, V_in]
+        const auto labels = torch::randint(C, {batch * steps}, torch::kLong).to(device);  // [B·T]
 
-      const auto forward_once = [&] {
-        torch::NoGradGuard no_grad;
-        network->eval();
-        auto logits = network->forward(inputs);
-        sync(device);
-        return logits;
-      };
-      const auto update_once = [&] {
-        network->train();
-        optimizer.zero_grad();
-        auto logits = network->forward(inputs).to(torch::kFloat32).view({batch * steps, C});
-        torch::nn::functional::cross_entropy(logits, labels).backward();
-        optimizer.step();
-        sync(device);
-      };
-      const auto time_it = [&](const std::function<void()>& f) {
-        f();  // warm-up
-        std::vector<double> seconds;
-        for (int i = 0; i < iters; ++i) {
-          const auto t0 = std::chrono::steady_clock::now();
-          f();
-          seconds.push_back(
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        }
-        return static_cast<double>(batch * steps) / median(seconds);
-      };
-      const double fwd = time_it([&] { forward_once(); });
-      if (device.is_cuda()) sb::compat::reset_peak_device_memory(device.index() < 0 ? 0 : device.index());
-      const double train = time_it(update_once);
-      const double peak_mib =
-          device.is_cuda()
-              ? static_cast<double>(sb::compat::peak_device_memory(device.index() < 0 ? 0 : device.index())) /
-                    (1024.0 * 1024.0)
-              : 0.0;
-      std::printf("%-14s %6s %12lld %14.0f %16.0f %14.0f\n", name.c_str(), w.c_str(),
-                  static_cast<long long>(params), fwd, train, peak_mib);
-      std::fflush(stdout);
+        const auto forward_once = [&] {
+          torch::NoGradGuard no_grad;
+          network->eval();
+          auto logits = network->forward(inputs);
+          sync(device);
+          return logits;
+        };
+        const auto update_once = [&] {
+          network->train();
+          optimizer.zero_grad();
+          auto logits = network->forward(inputs).to(torch::kFloat32).view({batch * steps, C});
+          torch::nn::functional::cross_entropy(logits, labels).backward();
+          optimizer.step();
+          sync(device);
+        };
+        const auto time_it = [&](const std::function<void()>& f) {
+          f();  // warm-up
+          std::vector<double> seconds;
+          for (int i = 0; i < iters; ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            f();
+            seconds.push_back(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          }
+          return static_cast<double>(batch * steps) / median(seconds);
+        };
+        const double fwd = time_it([&] { forward_once(); });
+        if (device.is_cuda())
+          sb::compat::reset_peak_device_memory(device.index() < 0 ? 0 : device.index());
+        const double train = time_it(update_once);
+        const double peak_mib = device.is_cuda()
+                                    ? static_cast<double>(sb::compat::peak_device_memory(
+                                          device.index() < 0 ? 0 : device.index())) /
+                                          (1024.0 * 1024.0)
+                                    : 0.0;
+        std::printf("%-14s %6s %12lld %14.0f %16.0f %14.0f\n", name.c_str(), w.c_str(),
+                    static_cast<long long>(params), fwd, train, peak_mib);
+        std::fflush(stdout);
+      } catch (const std::exception& e) {
+        // One configuration that does not fit (CUDA out of memory) must not end the table.
+        const std::string what = e.what();
+        std::printf("%-14s %6s  failed: %s\n", name.c_str(), w.c_str(),
+                    what.substr(0, std::min(what.find('\n'), std::size_t{160})).c_str());
+        std::fflush(stdout);
+        sb::compat::empty_device_cache();
+      }
     }
   }
   return 0;
