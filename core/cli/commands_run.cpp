@@ -240,8 +240,10 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
         std::cout << "\n";
       }
       const auto entries = registry.scan(folders);
-      std::printf("%-22s %-8s %-10s %-34s %-10s %s\n", "name", "version", "recurrence", "gate",
-                  "memory", "capabilities");
+      // The zoo as the paper's taxonomy: one row per plugin, one column per axis.
+      const char* format = "%-20s %-7s %-10s %-15s %-16s %-15s %-9s %-5s %s\n";
+      std::printf(format, "name", "version", "recurrence", "gate", "transition", "state",
+                  "memory", "conv", "capabilities");
       int problems = 0;
       for (const auto& e : entries) {
         if (!e.plugin) {
@@ -259,11 +261,26 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
         if (d.capabilities.cuda) caps += "cuda ";
         if (d.capabilities.bf16) caps += "bf16 ";
         if (d.capabilities.reference_only) caps += "reference-only ";
-        std::printf("%-22s %-8s %-10s %-34s %-10s %s\n", d.name.c_str(), d.version.c_str(),
-                    d.taxonomy.recurrence == Recurrence::kNone ? "attention"
-                        : d.taxonomy.recurrence == Recurrence::kLinear ? "linear" : "nonlinear",
-                    to_string(d.taxonomy.gate),
-                    d.taxonomy.memory == Memory::kConstant ? "constant" : "grows", caps.c_str());
+        const auto& t = d.taxonomy;
+        const char* gate = t.gate == Gate::kNone              ? "none"
+                           : t.gate == Gate::kFixedDecay      ? "fixed decay"
+                           : t.gate == Gate::kScalarPerHead   ? "scalar/head"
+                                                              : "vector/channel";
+        const char* transition = t.transition == Transition::kDiagonal ? "diagonal"
+                                 : t.transition == Transition::kDiagonalPlusLowRank
+                                     ? "diag + low rank"
+                                 : t.transition == Transition::kDense ? "dense"
+                                                                      : "n/a";
+        const char* state = t.state_expansion == StateExpansion::kMatrixPerHead ? "matrix/head"
+                            : t.state_expansion == StateExpansion::kVectorPerChannel
+                                ? "vector/channel"
+                                : "n/a";
+        std::printf(format, d.name.c_str(), d.version.c_str(),
+                    t.recurrence == Recurrence::kNone     ? "attention"
+                    : t.recurrence == Recurrence::kLinear ? "linear"
+                                                          : "nonlinear",
+                    gate, transition, state, t.memory == Memory::kConstant ? "constant" : "grows",
+                    t.short_conv ? "yes" : "no", caps.c_str());
         if (o->verbose) std::cout << "    " << e.plugin->path << "  (" << e.folder_origin << ")\n";
       }
       if (problems && !o->verbose) {

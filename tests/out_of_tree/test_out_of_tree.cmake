@@ -48,6 +48,7 @@ endif()
 # 3a. The installed binary finds its installed plugins and, through --plugin-path, the new one.
 run(${exe} plugins --verbose --plugin-path ${WORK_DIR}/my_gate)
 expect_contains("${last_out}" "my_gate" "plugins")
+expect_contains("${last_out}" "scalar/head" "plugins (taxonomy column of my_gate)")
 expect_contains("${last_out}" "${prefix}" "plugins (installed folder)")
 expect_contains("${last_out}" "transformer" "plugins (installed built-ins)")
 
