@@ -9,9 +9,14 @@
 #include <string>
 #include <tuple>
 
+#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/gated_delta_net/gated_delta_net.hpp"
 
 namespace {
+
+using sb::test::count_parameters;
+using sb::test::rel_err;
+using sb::test::run_steps;
 
 using sb::plugins::describe_gated_delta_net;
 
@@ -28,24 +33,8 @@ std::shared_ptr<sb::Mixer> make_gdn(std::int64_t d_model, std::int64_t n_heads,
   return descriptor.factory(ctx);
 }
 
-std::int64_t count_parameters(const torch::nn::Module& m) {
-  std::int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
 
-double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-300);
-}
 
-// Runs the mixer step by step over x [B, T, D]; returns [B, T, D].
-torch::Tensor run_steps(sb::Mixer& m, const torch::Tensor& x) {
-  auto state = m.init_state(x.size(0), x.device(), x.scalar_type());
-  std::vector<torch::Tensor> ys;
-  for (std::int64_t t = 0; t < x.size(1); ++t) ys.push_back(m.step(x.select(1, t), state));
-  EXPECT_EQ(state.position, x.size(1));
-  return torch::stack(ys, 1);
-}
 
 // 8D² + 2DH + 16D + 2H + 2D/H (models.md §5).
 std::int64_t formula(std::int64_t d, std::int64_t h) {

@@ -8,9 +8,14 @@
 #include <memory>
 #include <string>
 
+#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/linear_attention/linear_attention.hpp"
 
 namespace {
+
+using sb::test::count_parameters;
+using sb::test::rel_err;
+using sb::test::run_steps;
 
 using sb::plugins::describe_linear_attention;
 
@@ -27,24 +32,8 @@ std::shared_ptr<sb::Mixer> make_la(std::int64_t d_model, std::int64_t n_heads,
   return descriptor.factory(ctx);
 }
 
-std::int64_t count_parameters(const torch::nn::Module& m) {
-  std::int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
 
-double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-300);
-}
 
-// Runs the mixer step by step over x [B, T, D]; returns [B, T, D].
-torch::Tensor run_steps(sb::Mixer& m, const torch::Tensor& x) {
-  auto state = m.init_state(x.size(0), x.device(), x.scalar_type());
-  std::vector<torch::Tensor> ys;
-  for (std::int64_t t = 0; t < x.size(1); ++t) ys.push_back(m.step(x.select(1, t), state));
-  EXPECT_EQ(state.position, x.size(1));
-  return torch::stack(ys, 1);
-}
 
 TEST(LinearAttention, ParameterCount) {
   // 8D² + 16D + 2D/H at the defaults: gla's 8D² + 49D + 2D/H minus gk_proj (16D + 16D + D).

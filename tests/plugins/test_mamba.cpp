@@ -8,9 +8,13 @@
 #include <memory>
 #include <string>
 
+#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/mamba/mamba.hpp"
 
 namespace {
+
+using sb::test::count_parameters;
+using sb::test::rel_err;
 
 using sb::plugins::describe_mamba;
 using sb::plugins::MambaMixer;
@@ -28,15 +32,7 @@ std::shared_ptr<MambaMixer> make_mamba(std::int64_t d_model,
   return std::dynamic_pointer_cast<MambaMixer>(descriptor.factory(ctx));
 }
 
-std::int64_t count_parameters(const torch::nn::Module& m) {
-  std::int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
 
-double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-300);
-}
 
 // 6d² + 4dR + 6dN + 14d, R = ceil(d/16) (models.md §5).
 std::int64_t formula(std::int64_t d, std::int64_t N) {
@@ -79,11 +75,7 @@ TEST(Mamba, StepEqualsForward) {
   torch::manual_seed(2);
   const auto x = torch::randn({2, 37, 32});
   torch::NoGradGuard no_grad;
-  auto state = m->init_state(2, torch::kCPU, torch::kFloat32);
-  std::vector<torch::Tensor> ys;
-  for (std::int64_t t = 0; t < 37; ++t) ys.push_back(m->step(x.select(1, t), state));
-  EXPECT_LT(rel_err(torch::stack(ys, 1), m->forward(x)), 1e-5);
-  EXPECT_EQ(state.position, 37);
+  EXPECT_LT(rel_err(sb::test::run_steps(*m, x), m->forward(x)), 1e-5);  // also checks position
 }
 
 TEST(Mamba, ScanEqualsReferenceModeWithGradients) {

@@ -8,9 +8,14 @@
 #include <memory>
 #include <string>
 
+#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/mamba2/mamba2.hpp"
 
 namespace {
+
+using sb::test::count_parameters;
+using sb::test::rel_err;
+using sb::test::run_steps;
 
 using sb::plugins::describe_mamba2;
 using sb::plugins::Mamba2Mixer;
@@ -28,23 +33,8 @@ std::shared_ptr<Mamba2Mixer> make_mamba2(std::int64_t d_model, std::int64_t n_he
   return std::dynamic_pointer_cast<Mamba2Mixer>(descriptor.factory(ctx));
 }
 
-std::int64_t count_parameters(const torch::nn::Module& m) {
-  std::int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
 
-double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-300);
-}
 
-torch::Tensor run_steps(sb::Mixer& m, const torch::Tensor& x) {
-  auto state = m.init_state(x.size(0), x.device(), x.scalar_type());
-  std::vector<torch::Tensor> ys;
-  for (std::int64_t t = 0; t < x.size(1); ++t) ys.push_back(m.step(x.select(1, t), state));
-  EXPECT_EQ(state.position, x.size(1));
-  return torch::stack(ys, 1);
-}
 
 // 6d² + 2dN + 2dH + 12d + 10N + 6H (models.md §5).
 std::int64_t formula(std::int64_t d, std::int64_t N, std::int64_t H) {

@@ -8,9 +8,14 @@
 #include <memory>
 #include <string>
 
+#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/retnet/retnet.hpp"
 
 namespace {
+
+using sb::test::count_parameters;
+using sb::test::rel_err;
+using sb::test::run_steps;
 
 using sb::plugins::describe_retnet;
 using sb::plugins::RetNetMixer;
@@ -28,24 +33,8 @@ std::shared_ptr<sb::Mixer> make_retnet(std::int64_t d_model, std::int64_t n_head
   return descriptor.factory(ctx);
 }
 
-std::int64_t count_parameters(const torch::nn::Module& m) {
-  std::int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
 
-double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-300);
-}
 
-// Runs the mixer step by step over x [B, T, D]; returns [B, T, D].
-torch::Tensor run_steps(sb::Mixer& m, const torch::Tensor& x) {
-  auto state = m.init_state(x.size(0), x.device(), x.scalar_type());
-  std::vector<torch::Tensor> ys;
-  for (std::int64_t t = 0; t < x.size(1); ++t) ys.push_back(m.step(x.select(1, t), state));
-  EXPECT_EQ(state.position, x.size(1));
-  return torch::stack(ys, 1);
-}
 
 TEST(RetNet, ParameterCount) {
   // 8D² + 16D + 2D/H at the defaults: q, k [D, D]; v, g [2D, D]; o [D, 2D]; convs 4·(D + D + 2D);
