@@ -15,10 +15,6 @@ torch::ScalarType compute_dtype(torch::ScalarType dt) {
   return dt == torch::kDouble ? torch::kDouble : torch::kFloat;
 }
 
-// x / sqrt(Σx² + 1e-6) over the head dim, as fla's l2norm (its epsilon is inside the root).
-torch::Tensor l2norm(const torch::Tensor& x) {
-  return x * torch::rsqrt(x.pow(2).sum(-1, /*keepdim=*/true) + 1e-6);
-}
 
 }  // namespace
 
@@ -95,8 +91,8 @@ torch::Tensor DeltaNetMixer::forward(const torch::Tensor& x) {
   const auto B = x.size(0), T = x.size(1), H = n_heads_, K = head_k_, V = head_v_;
   const auto ct = compute_dtype(x.scalar_type());
   auto [q, k, v] = qkv(x, nullptr);  // [B, T, H·K], [B, T, H·K], [B, T, H·V]
-  const auto qh = l2norm(q.view({B, T, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B,T,H,K]
-  const auto kh = l2norm(k.view({B, T, H, K}).to(ct));                                 // [B,T,H,K]
+  const auto qh = sb::l2norm(q.view({B, T, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B,T,H,K]
+  const auto kh = sb::l2norm(k.view({B, T, H, K}).to(ct));                                 // [B,T,H,K]
   const auto vh = v.view({B, T, H, V});                                                // [B,T,H,V]
   const auto beta = torch::sigmoid(b_proj(x));                                         // [B, T, H]
   auto o = recurrent_mode_ ? sb::delta_rule_reference(qh, kh, vh, beta).output
@@ -129,8 +125,8 @@ torch::Tensor DeltaNetMixer::step(const torch::Tensor& x_t, sb::MixerState& stat
   auto [q, k, v] = qkv(x_t, &state);  // [B, H·K], [B, H·K], [B, H·V]
   auto& S = state.tensors[0];         // [B, H, K, V]
   const auto ct = S.scalar_type();
-  const auto qh = l2norm(q.view({B, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B, H, K]
-  const auto kh = l2norm(k.view({B, H, K}).to(ct));                                 // [B, H, K]
+  const auto qh = sb::l2norm(q.view({B, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B, H, K]
+  const auto kh = sb::l2norm(k.view({B, H, K}).to(ct));                                 // [B, H, K]
   const auto vh = v.view({B, H, V}).to(ct);                                         // [B, H, V]
   const auto beta = torch::sigmoid(b_proj(x_t)).to(ct);                             // [B, H]
   auto o = sb::delta_rule_step(qh, kh, vh, beta, {}, S);                            // [B, H, V]

@@ -16,15 +16,7 @@ torch::ScalarType compute_dtype(torch::ScalarType dt) {
   return dt == torch::kDouble ? torch::kDouble : torch::kFloat;
 }
 
-// x / sqrt(Σx² + 1e-6) over the head dim, as fla's l2norm (its epsilon is inside the root).
-torch::Tensor l2norm(const torch::Tensor& x) {
-  return x * torch::rsqrt(x.pow(2).sum(-1, /*keepdim=*/true) + 1e-6);
-}
 
-// softplus⁻¹(y) = y + log(−expm1(−y)), so that softplus(dt_bias) = y.
-torch::Tensor inverse_softplus(const torch::Tensor& y) {
-  return y + torch::log(-torch::expm1(-y));
-}
 
 }  // namespace
 
@@ -77,9 +69,7 @@ GatedDeltaNetMixer::GatedDeltaNetMixer(const sb::MixerContext& ctx)
     // A ~ U(0, 16) (lower bound 0, unlike Mamba2's 1), stored as its log.
     A_log = register_parameter("A_log", torch::log(torch::rand({H}) * 16.0));
     // Δ at init log-uniform in [1e-3, 0.1], floored at 1e-4; dt_bias is its softplus inverse.
-    const double lo = std::log(1e-3), hi = std::log(0.1);
-    const auto dt = torch::exp(torch::rand({H}) * (hi - lo) + lo).clamp_min(1e-4);
-    dt_bias = register_parameter("dt_bias", inverse_softplus(dt));
+    dt_bias = register_parameter("dt_bias", sb::step_size_bias(H, 1e-3, 0.1, 1e-4));
   }
   if (use_short_conv_) {
     q_conv1d = register_module("q_conv1d", sb::ShortConv(key_dim_, conv_size_, false, true));
@@ -129,8 +119,8 @@ torch::Tensor GatedDeltaNetMixer::forward(const torch::Tensor& x) {
   const auto B = x.size(0), T = x.size(1), H = n_heads_, K = head_k_, V = head_v_;
   const auto ct = compute_dtype(x.scalar_type());
   auto [q, k, v] = qkv(x, nullptr);  // [B, T, H·K], [B, T, H·K], [B, T, H·V]
-  const auto qh = l2norm(q.view({B, T, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B,T,H,K]
-  const auto kh = l2norm(k.view({B, T, H, K}).to(ct));                                 // [B,T,H,K]
+  const auto qh = sb::l2norm(q.view({B, T, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B,T,H,K]
+  const auto kh = sb::l2norm(k.view({B, T, H, K}).to(ct));                                 // [B,T,H,K]
   const auto vh = v.view({B, T, H, V});                                                // [B,T,H,V]
   const auto beta = torch::sigmoid(b_proj(x));                                         // [B, T, H]
   const auto g = log_decay(x, ct);                                                     // [B, T, H]
@@ -164,8 +154,8 @@ torch::Tensor GatedDeltaNetMixer::step(const torch::Tensor& x_t, sb::MixerState&
   auto [q, k, v] = qkv(x_t, &state);  // [B, H·K], [B, H·K], [B, H·V]
   auto& S = state.tensors[0];         // [B, H, K, V]
   const auto ct = S.scalar_type();
-  const auto qh = l2norm(q.view({B, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B, H, K]
-  const auto kh = l2norm(k.view({B, H, K}).to(ct));                                 // [B, H, K]
+  const auto qh = sb::l2norm(q.view({B, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B, H, K]
+  const auto kh = sb::l2norm(k.view({B, H, K}).to(ct));                                 // [B, H, K]
   const auto vh = v.view({B, H, V}).to(ct);                                         // [B, H, V]
   const auto beta = torch::sigmoid(b_proj(x_t)).to(ct);                             // [B, H]
   const auto g = log_decay(x_t, ct);                                                // [B, H]

@@ -16,15 +16,7 @@ torch::ScalarType compute_dtype(torch::ScalarType dt) {
   return dt == torch::kDouble ? torch::kDouble : torch::kFloat;
 }
 
-// x / sqrt(Σx² + 1e-6) over the head dim, as fla's l2norm (its epsilon is inside the root).
-torch::Tensor l2norm(const torch::Tensor& x) {
-  return x * torch::rsqrt(x.pow(2).sum(-1, /*keepdim=*/true) + 1e-6);
-}
 
-// softplus⁻¹(y) = y + log(−expm1(−y)), so that softplus(dt_bias) = y.
-torch::Tensor inverse_softplus(const torch::Tensor& y) {
-  return y + torch::log(-torch::expm1(-y));
-}
 
 }  // namespace
 
@@ -84,9 +76,7 @@ GatedDeltaProductMixer::GatedDeltaProductMixer(const sb::MixerContext& ctx)
     // A ~ U(0, 16) (lower bound 0, as Gated DeltaNet), stored as its log.
     A_log = register_parameter("A_log", torch::log(torch::rand({H}) * 16.0));
     // Δ at init log-uniform in [1e-3, 0.1], floored at 1e-4; dt_bias is its softplus inverse.
-    const double lo = std::log(1e-3), hi = std::log(0.1);
-    const auto dt = torch::exp(torch::rand({H}) * (hi - lo) + lo).clamp_min(1e-4);
-    dt_bias = register_parameter("dt_bias", inverse_softplus(dt));
+    dt_bias = register_parameter("dt_bias", sb::step_size_bias(H, 1e-3, 0.1, 1e-4));
   }
   if (use_short_conv_) {
     q_conv1d = register_module("q_conv1d", sb::ShortConv(key_dim_, conv_size_, false, true));
@@ -146,12 +136,12 @@ torch::Tensor GatedDeltaProductMixer::forward(const torch::Tensor& x) {
   auto [q, k, v] = qkv(x, nullptr);  // [B, T, H·K], [B, T, n_h·H·K], [B, T, n_h·H·V]
   // The interleaved sequence of length n_h·T: sub-step (t, j) is row t·n_h + j, which is exactly
   // the channel layout [n_h][H][·] of the projections flattened together with time.
-  const auto kh = l2norm(k.reshape({B, T * NH, H, K}).to(ct));  // [B, T·n_h, H, K]
+  const auto kh = sb::l2norm(k.reshape({B, T * NH, H, K}).to(ct));  // [B, T·n_h, H, K]
   const auto vh = v.reshape({B, T * NH, H, V});              // [B, T·n_h, H, V]
   const auto beta = betas(x).reshape({B, T * NH, H});        // [B, T·n_h, H]
   // The query only at the last sub-step of each token, zero at the others.
   const auto q_last =
-      l2norm(q.view({B, T, 1, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B, T, 1, H, K]
+      sb::l2norm(q.view({B, T, 1, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B, T, 1, H, K]
   const auto qh =
       torch::cat({torch::zeros({B, T, NH - 1, H, K}, q_last.options()), q_last}, 2)
           .view({B, T * NH, H, K});  // [B, T·n_h, H, K]
@@ -194,8 +184,8 @@ torch::Tensor GatedDeltaProductMixer::step(const torch::Tensor& x_t, sb::MixerSt
   auto [q, k, v] = qkv(x_t, &state);  // [B, H·K], [B, n_h·H·K], [B, n_h·H·V]
   auto& S = state.tensors[0];         // [B, H, K, V]
   const auto ct = S.scalar_type();
-  const auto qh = l2norm(q.view({B, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B, H, K]
-  const auto kh = l2norm(k.view({B, NH, H, K}).to(ct));                             // [B,n_h,H,K]
+  const auto qh = sb::l2norm(q.view({B, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B, H, K]
+  const auto kh = sb::l2norm(k.view({B, NH, H, K}).to(ct));                             // [B,n_h,H,K]
   const auto vh = v.view({B, NH, H, V}).to(ct);                                     // [B,n_h,H,V]
   const auto beta = betas(x_t).view({B, NH, H}).to(ct);                             // [B, n_h, H]
   const auto g = use_forget_gate_ ? log_decay(x_t, ct) : torch::Tensor();           // [B, H]

@@ -9,9 +9,6 @@ namespace sb::plugins {
 
 namespace {
 
-// softplus⁻¹(y) = y + log(−expm1(−y)), so that softplus(bias) = y.
-torch::Tensor inverse_softplus(const torch::Tensor& y) { return y + torch::log(-torch::expm1(-y)); }
-
 torch::ScalarType compute_dtype(const torch::Tensor& x) {
   return x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
@@ -40,11 +37,9 @@ MambaMixer::MambaMixer(const sb::MixerContext& ctx)
     torch::NoGradGuard no_grad;
     const double bound = 1.0 / std::sqrt(double(R));  // dt_init = "random", dt_scale = 1
     dt_proj->weight.uniform_(-bound, bound);
-    const double lo = std::log(ctx.options.get_float("dt_min"));
-    const double hi = std::log(ctx.options.get_float("dt_max"));
-    const auto dt = torch::exp(torch::rand({E}) * (hi - lo) + lo)
-                        .clamp_min(ctx.options.get_float("dt_init_floor"));  // [E]
-    dt_proj->bias.copy_(inverse_softplus(dt));
+    dt_proj->bias.copy_(sb::step_size_bias(E, ctx.options.get_float("dt_min"),
+                                           ctx.options.get_float("dt_max"),
+                                           ctx.options.get_float("dt_init_floor")));  // [E]
     A_log = register_parameter("A_log",
                                torch::log(torch::arange(1, N + 1, torch::kFloat)).repeat({E, 1}));
     D = register_parameter("D", torch::ones({E}));

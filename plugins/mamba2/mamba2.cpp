@@ -7,13 +7,6 @@
 
 namespace sb::plugins {
 
-namespace {
-
-// softplus⁻¹(y) = y + log(−expm1(−y)), so that softplus(dt_bias) = y.
-torch::Tensor inverse_softplus(const torch::Tensor& y) { return y + torch::log(-torch::expm1(-y)); }
-
-}  // namespace
-
 Mamba2Mixer::Mamba2Mixer(const sb::MixerContext& ctx)
     : d_model_(ctx.d_model),
       inner_(ctx.d_model * ctx.options.get_int("expand")),
@@ -42,11 +35,10 @@ Mamba2Mixer::Mamba2Mixer(const sb::MixerContext& ctx)
   {
     torch::NoGradGuard no_grad;
     // Δ at init log-uniform in [dt_min, dt_max], floored; dt_bias is its softplus inverse.
-    const double lo = std::log(ctx.options.get_float("dt_min"));
-    const double hi = std::log(ctx.options.get_float("dt_max"));
-    const auto dt = torch::exp(torch::rand({h}) * (hi - lo) + lo)
-                        .clamp_min(ctx.options.get_float("dt_init_floor"));  // [h]
-    dt_bias = register_parameter("dt_bias", inverse_softplus(dt));
+    dt_bias = register_parameter(
+        "dt_bias", sb::step_size_bias(h, ctx.options.get_float("dt_min"),
+                                      ctx.options.get_float("dt_max"),
+                                      ctx.options.get_float("dt_init_floor")));  // [h]
     const double a_lo = ctx.options.get_float("A_init_min");
     const double a_hi = ctx.options.get_float("A_init_max");
     A_log = register_parameter("A_log", torch::log(torch::rand({h}) * (a_hi - a_lo) + a_lo));
