@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 namespace sb::test {
@@ -14,6 +17,20 @@ inline std::int64_t count_parameters(const torch::nn::Module& m) {
   std::int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();
   return n;
+}
+
+// A plugin's mixer at width d_model with n_heads, the descriptor's defaults overridden by
+// `options`, its parameters drawn after torch::manual_seed(seed).
+inline std::shared_ptr<sb::Mixer> make_mixer(
+    const sb::PluginDescriptor& descriptor, std::int64_t d_model, std::int64_t n_heads,
+    const std::map<std::string, sb::OptionValue>& options = {}, std::uint64_t seed = 1) {
+  sb::MixerContext ctx;
+  ctx.d_model = d_model;
+  ctx.n_heads = n_heads;
+  ctx.options = sb::Options(descriptor.options);
+  for (const auto& [name, value] : options) ctx.options.set(name, value);
+  torch::manual_seed(seed);
+  return descriptor.factory(ctx);
 }
 
 // ‖a − b‖ / ‖b‖.
