@@ -112,16 +112,17 @@ S4DMixer::S4DMixer(const sb::MixerContext& ctx)
 }
 
 torch::Tensor S4DMixer::output(const torch::Tensor& y, torch::ScalarType out_dtype) {
-  auto z = relu_ ? torch::relu(y) : torch::gelu(y);  // [B, D, T]
+  auto z = relu_ ? torch::relu(y) : torch::gelu(y);  // [B, T, D]
   if (is_training() && dropout_ > 0.0) {
     // One mask per (sequence, channel), shared by all time steps (the reference's DropoutNd).
-    const auto keep = torch::rand({z.size(0), z.size(1), 1}, z.options()) < (1.0 - dropout_);
+    const auto keep = torch::rand({z.size(0), 1, z.size(2)}, z.options()) < (1.0 - dropout_);
     z = z * keep.to(z.scalar_type()) / (1.0 - dropout_);
   }
+  // The 1×1 convolution as a matmul: cuDNN would run a float32 convolution in TF32 by default.
   auto conv = output_linear->ptr<torch::nn::Conv1dImpl>(0);
-  const auto w = conv->weight;                                         // [2D, D, 1]
-  const auto h = torch::conv1d(z.to(w.scalar_type()), w, conv->bias);  // [B, 2D, T]
-  return torch::glu(h, 1).to(out_dtype);                               // [B, D, T]
+  const auto w = conv->weight;                                                     // [2D, D, 1]
+  const auto h = torch::linear(z.to(w.scalar_type()), w.squeeze(-1), conv->bias);  // [B, T, 2D]
+  return torch::glu(h, -1).to(out_dtype);                                          // [B, T, D]
 }
 
 torch::Tensor S4DMixer::forward(const torch::Tensor& x) {
@@ -152,8 +153,8 @@ torch::Tensor S4DMixer::forward(const torch::Tensor& x) {
     const auto k_f = torch::fft::rfft(K, 2 * T);               // [D, T + 1]
     y = torch::fft::irfft(u_f * k_f, 2 * T).narrow(-1, 0, T);  // [B, D, T], causal part
   }
-  y = y + u * D.to(ct).unsqueeze(-1);                 // D skip
-  return output(y, x.scalar_type()).transpose(1, 2);  // [B, T, D]
+  y = y + u * D.to(ct).unsqueeze(-1);                 // D skip, [B, D, T]
+  return output(y.transpose(1, 2), x.scalar_type());  // [B, T, D]
 }
 
 sb::MixerState S4DMixer::init_state(std::int64_t batch, const torch::Device& device,
@@ -184,7 +185,7 @@ torch::Tensor S4DMixer::step(const torch::Tensor& x_t, sb::MixerState& state) {
   x_im = im;
   const auto y = 2.0 * (s.c_re * x_re - s.c_im * x_im).sum(-1) + D.to(dt) * u;  // [B, D]
   state.position += 1;
-  return output(y.unsqueeze(-1), x_t.scalar_type()).squeeze(-1);  // [B, D]
+  return output(y.unsqueeze(1), x_t.scalar_type()).squeeze(1);  // [B, D]
 }
 
 std::int64_t S4DMixer::state_elements(std::int64_t /*seq_len*/) const {

@@ -91,7 +91,7 @@ class S4DMixer : public sb::Mixer {
   torch::nn::Sequential output_linear{nullptr};  // Conv1d(D, 2D, 1)
 
  private:
-  // act, tied dropout, 1×1 conv and GLU on y [B, D, T] (or [B, D, 1] for a step) -> [B, D, T].
+  // act, tied dropout, 1×1 conv and GLU on y [B, T, D] (or [B, 1, D] for a step) -> [B, T, D].
   torch::Tensor output(const torch::Tensor& y, torch::ScalarType out_dtype);
 
   std::int64_t d_model_;
