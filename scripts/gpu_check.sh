@@ -7,7 +7,7 @@
 # Headers that machine lacks (toml++, CLI11, nlohmann-json, spdlog/fmt, GoogleTest sources) are
 # taken from third_party_device/ when present (README "Building against LibTorch 2.x").
 # GPU_CHECK_BENCH=0 skips the training benchmark; GPU_CHECK_TESTS=0 runs only the CUDA tests and the
-# out-of-tree test instead of the whole suite.
+# out-of-tree test instead of the whole suite; GPU_CHECK_PLUGINS="a b" checks only those plugins.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/gpu}"
@@ -27,7 +27,7 @@ step() { echo; echo "== $*"; }
 step configure
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
   "${extra[@]}" > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
-grep -i "cuda" "$OUT/configure.log" | head -5
+grep -i "cuda" "$OUT/configure.log" | head -8
 step build
 ( time cmake --build build-gpu -j "$(nproc)" ) > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A3 "$OUT/build.log" | head -60; exit 1; }
 tail -3 "$OUT/build.log"
@@ -41,7 +41,7 @@ else  # only what needs the GPU, and the installed-SDK path
 fi
 grep -E "tests passed|Failed|\*\*\*|Skipped" "$OUT/ctest.log" | head -30
 
-plugins=$(ls build-gpu/plugins | sed -n 's/^libsb_\(.*\)\.so$/\1/p')
+plugins=${GPU_CHECK_PLUGINS:-$(ls build-gpu/plugins | sed -n 's/^libsb_\(.*\)\.so$/\1/p')}
 for dtype in float32 bfloat16; do
   for p in $plugins; do
     step "check-plugin $p --device cuda --dtype $dtype"

@@ -5,7 +5,103 @@
 #include <sstream>
 #include <stdexcept>
 
+// Defined to 1 by the build where the fused CUDA kernels are compiled (plugins/CMakeLists.txt).
+#ifndef SELECTIVBENCH_MAMBA_CUDA
+#define SELECTIVBENCH_MAMBA_CUDA 0
+#endif
+
+#if SELECTIVBENCH_MAMBA_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "selective_scan_cuda.hpp"
+#endif
+
 namespace sb::plugins {
+
+#if SELECTIVBENCH_MAMBA_CUDA
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+void check_launch(const char* what) {
+  const std::string error = cuda_scan::last_error();
+  TORCH_CHECK(error.empty(), "mamba: the fused CUDA scan's ", what, " kernel failed: ", error);
+}
+
+class FusedScanFunction : public torch::autograd::Function<FusedScanFunction> {
+ public:
+  // Float32, contiguous, CUDA. Returns {y [B, T, E]}.
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& delta, const torch::Tensor& A,
+                               const torch::Tensor& B, const torch::Tensor& C) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const auto N = A.size(1);
+    const cuda_scan::Shape shape{x.size(0), x.size(1), x.size(2), N,
+                                 cuda_scan::checkpoint_interval(N)};
+    auto y = torch::empty_like(x);  // [B, T, E]
+    auto checkpoints = torch::empty(
+        {(shape.steps + shape.every - 1) / shape.every, shape.batch, shape.channels, N},
+        x.options());  // [K, B, E, N]
+    cuda_scan::forward(x.data_ptr<float>(), delta.data_ptr<float>(), A.data_ptr<float>(),
+                       B.data_ptr<float>(), C.data_ptr<float>(), y.data_ptr<float>(),
+                       checkpoints.data_ptr<float>(), shape,
+                       c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    check_launch("forward");
+    ctx->save_for_backward({x, delta, A, B, C, checkpoints});
+    return {y};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &delta = saved[1], &A = saved[2], &B = saved[3], &C = saved[4];
+    const auto& checkpoints = saved[5];
+    const c10::cuda::CUDAGuard guard(x.device());
+    const auto dy = grads[0].defined() ? grads[0].to(torch::kFloat32).contiguous()
+                                       : torch::zeros_like(x);
+    const auto N = A.size(1);
+    const cuda_scan::Shape shape{x.size(0), x.size(1), x.size(2), N,
+                                 cuda_scan::checkpoint_interval(N)};
+    auto dx = torch::empty_like(x), ddelta = torch::empty_like(delta);
+    auto dA = torch::zeros_like(A), dB = torch::zeros_like(B), dC = torch::zeros_like(C);
+    cuda_scan::backward(x.data_ptr<float>(), delta.data_ptr<float>(), A.data_ptr<float>(),
+                        B.data_ptr<float>(), C.data_ptr<float>(), checkpoints.data_ptr<float>(),
+                        dy.data_ptr<float>(), dx.data_ptr<float>(), ddelta.data_ptr<float>(),
+                        dA.data_ptr<float>(), dB.data_ptr<float>(), dC.data_ptr<float>(), shape,
+                        c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+    check_launch("backward");
+    return {dx, ddelta, dA, dB, dC};
+  }
+};
+
+}  // namespace
+#endif
+
+bool fused_cuda_scan_built() { return SELECTIVBENCH_MAMBA_CUDA != 0; }
+
+torch::Tensor selective_scan_fused_cuda(const torch::Tensor& x, const torch::Tensor& delta,
+                                        const torch::Tensor& A, const torch::Tensor& B,
+                                        const torch::Tensor& C) {
+#if SELECTIVBENCH_MAMBA_CUDA
+  TORCH_CHECK(x.is_cuda() && x.dim() == 3 && delta.sizes() == x.sizes() && A.dim() == 2 &&
+                  A.size(0) == x.size(2) && B.dim() == 3 && C.sizes() == B.sizes() &&
+                  B.size(0) == x.size(0) && B.size(1) == x.size(1) && B.size(2) == A.size(1),
+              "selective_scan_fused_cuda: expected CUDA x, delta [B, T, E], A [E, N], B, C "
+              "[B, T, N]; got ", x.sizes(), ", ", delta.sizes(), ", ", A.sizes(), ", ", B.sizes(),
+              ", ", C.sizes());
+  TORCH_CHECK(A.size(1) <= cuda_scan::kMaxStates, "selective_scan_fused_cuda: N = ", A.size(1),
+              " exceeds ", cuda_scan::kMaxStates);
+  if (x.size(1) == 0) return torch::zeros(x.sizes(), x.options().dtype(torch::kFloat32));
+  auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat32).contiguous(); };
+  return FusedScanFunction::apply(f(x), f(delta), f(A), f(B), f(C))[0];
+#else
+  (void)x, (void)delta, (void)A, (void)B, (void)C;
+  TORCH_CHECK(false, "selective_scan_fused_cuda: this build has no fused CUDA kernels (it needs "
+                     "LibTorch with CUDA and nvcc; SELECTIVBENCH_CUDA_KERNELS)");
+#endif
+}
 
 namespace {
 
@@ -23,7 +119,8 @@ MambaMixer::MambaMixer(const sb::MixerContext& ctx)
                                                   : (ctx.d_model + 15) / 16),
       conv_size_(ctx.options.get_int("conv_size")),
       checkpoint_every_(ctx.options.get_int("checkpoint_every")),
-      reference_mode_(ctx.options.get_string("mode") == "reference") {
+      reference_mode_(ctx.options.get_string("mode") == "reference"),
+      fused_cuda_(ctx.options.get_bool("fused_cuda")) {
   if (d_model_ <= 0) throw std::invalid_argument("mamba: d_model must be positive");
   const auto E = inner_, N = d_state_, R = dt_rank_;
   auto no_bias = [](std::int64_t in, std::int64_t out) {
@@ -71,9 +168,12 @@ torch::Tensor MambaMixer::forward(const torch::Tensor& u) {
   const auto [delta, B, C] = selection(xc);        // [B, T, E], [B, T, N], [B, T, N]
   const auto ct = delta.scalar_type();
   const auto A = -torch::exp(A_log.to(ct));        // [E, N]
-  auto y = reference_mode_
-               ? sb::selective_scan_reference(xc.to(ct), delta, A, B, C).output
-               : sb::selective_scan(xc.to(ct), delta, A, B, C, {}, checkpoint_every_).output;  // [B, T, E]
+  const bool fused = !reference_mode_ && fused_cuda_ && fused_cuda_scan_built() && u.is_cuda() &&
+                     ct == torch::kFloat32 && d_state_ <= 256;
+  auto y = reference_mode_ ? sb::selective_scan_reference(xc.to(ct), delta, A, B, C).output
+           : fused         ? selective_scan_fused_cuda(xc, delta, A, B, C)
+                           : sb::selective_scan(xc.to(ct), delta, A, B, C, {}, checkpoint_every_)
+                         .output;  // [B, T, E]
   y = y + D.to(ct) * xc.to(ct);                                                            // D skip
   return out_proj((y * torch::silu(z.to(ct))).to(u.scalar_type()));                       // [B, T, D]
 }
@@ -141,6 +241,9 @@ sb::PluginDescriptor describe_mamba() {
                               "scan states kept for backward every this many steps (memory vs time)"),
       sb::OptionSpec::choice("mode", "scan", {"scan", "reference"},
                              "forward with the selective scan, or the slow autograd loop"),
+      sb::OptionSpec::boolean("fused_cuda", true,
+                              "on CUDA, the scan as one fused kernel where the build has it "
+                              "(false: the SDK's scan of whole-tensor steps)"),
   };
   d.factory = [](const sb::MixerContext& ctx) { return std::make_shared<MambaMixer>(ctx); };
   return d;

@@ -11,9 +11,12 @@
 //   y_t[c]    = Σ_n h_t[c, n] C_t[n] + D[c] x'_t[c]
 //   out       = out_proj(y ⊙ silu(z))
 //
-// Training runs the SDK's selective scan (sb::selective_scan: whole-tensor steps outside the
-// autograd graph with a hand-written reverse-time backward); mode = "reference" uses its plain
-// autograd loop instead (slow, for checking).
+// On CUDA (float32 and bfloat16: the scan computes in float32) training runs the fused kernel of
+// selective_scan_cuda.hpp when the build has it (nvcc found, LibTorch with CUDA; N ≤ 256): time
+// runs inside one kernel with the states in registers. Elsewhere it runs the SDK's selective scan
+// (sb::selective_scan: whole-tensor steps outside the autograd graph with a hand-written
+// reverse-time backward). mode = "reference" uses the SDK's plain autograd loop (slow, for
+// checking); fused_cuda = false keeps the SDK scan on CUDA too.
 //
 // Parameters (state-dict names as mamba_ssm's), 6D² + 4DR + 6DN + 14D at the defaults:
 //   in_proj.weight               [2E, D]          no bias
@@ -65,8 +68,19 @@ class MambaMixer : public sb::Mixer {
   std::int64_t conv_size_;
   std::int64_t checkpoint_every_;
   bool reference_mode_;
+  bool fused_cuda_;
 };
 
 sb::PluginDescriptor describe_mamba();
+
+// True when this build has the fused CUDA scan (selective_scan_cuda.hpp).
+bool fused_cuda_scan_built();
+
+// The selective scan y [B, T, E] from h_0 = 0 by the fused CUDA kernel, differentiable in every
+// input: x, delta [B, T, E], A [E, N], B, C [B, T, N], CUDA tensors (computed in float32, y in
+// float32), N ≤ 256. Throws when the build has no such kernel.
+torch::Tensor selective_scan_fused_cuda(const torch::Tensor& x, const torch::Tensor& delta,
+                                        const torch::Tensor& A, const torch::Tensor& B,
+                                        const torch::Tensor& C);
 
 }  // namespace sb::plugins
