@@ -59,8 +59,8 @@ class FusedScanFunction : public torch::autograd::Function<FusedScanFunction> {
     const auto &x = saved[0], &delta = saved[1], &A = saved[2], &B = saved[3], &C = saved[4];
     const auto& checkpoints = saved[5];
     const c10::cuda::CUDAGuard guard(x.device());
-    const auto dy = grads[0].defined() ? grads[0].to(torch::kFloat32).contiguous()
-                                       : torch::zeros_like(x);
+    const auto dy =
+        grads[0].defined() ? grads[0].to(torch::kFloat32).contiguous() : torch::zeros_like(x);
     const auto N = A.size(1);
     const cuda_scan::Shape shape{x.size(0), x.size(1), x.size(2), N,
                                  cuda_scan::checkpoint_interval(N)};
@@ -79,7 +79,9 @@ class FusedScanFunction : public torch::autograd::Function<FusedScanFunction> {
 }  // namespace
 #endif
 
-bool fused_cuda_scan_built() { return SELECTIVBENCH_MAMBA_CUDA != 0; }
+bool fused_cuda_scan_built() {
+  return SELECTIVBENCH_MAMBA_CUDA != 0;
+}
 
 torch::Tensor selective_scan_fused_cuda(const torch::Tensor& x, const torch::Tensor& delta,
                                         const torch::Tensor& A, const torch::Tensor& B,
@@ -89,8 +91,8 @@ torch::Tensor selective_scan_fused_cuda(const torch::Tensor& x, const torch::Ten
                   A.size(0) == x.size(2) && B.dim() == 3 && C.sizes() == B.sizes() &&
                   B.size(0) == x.size(0) && B.size(1) == x.size(1) && B.size(2) == A.size(1),
               "selective_scan_fused_cuda: expected CUDA x, delta [B, T, E], A [E, N], B, C "
-              "[B, T, N]; got ", x.sizes(), ", ", delta.sizes(), ", ", A.sizes(), ", ", B.sizes(),
-              ", ", C.sizes());
+              "[B, T, N]; got ",
+              x.sizes(), ", ", delta.sizes(), ", ", A.sizes(), ", ", B.sizes(), ", ", C.sizes());
   TORCH_CHECK(A.size(1) <= cuda_scan::kMaxStates, "selective_scan_fused_cuda: N = ", A.size(1),
               " exceeds ", cuda_scan::kMaxStates);
   if (x.size(1) == 0) return torch::zeros(x.sizes(), x.options().dtype(torch::kFloat32));
@@ -98,8 +100,9 @@ torch::Tensor selective_scan_fused_cuda(const torch::Tensor& x, const torch::Ten
   return FusedScanFunction::apply(f(x), f(delta), f(A), f(B), f(C))[0];
 #else
   (void)x, (void)delta, (void)A, (void)B, (void)C;
-  TORCH_CHECK(false, "selective_scan_fused_cuda: this build has no fused CUDA kernels (it needs "
-                     "LibTorch with CUDA and nvcc; SELECTIVBENCH_CUDA_KERNELS)");
+  TORCH_CHECK(false,
+              "selective_scan_fused_cuda: this build has no fused CUDA kernels (it needs "
+              "LibTorch with CUDA and nvcc; SELECTIVBENCH_CUDA_KERNELS)");
 #endif
 }
 
@@ -149,12 +152,12 @@ MambaMixer::MambaMixer(const sb::MixerContext& ctx)
 
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> MambaMixer::selection(
     const torch::Tensor& xc) {
-  const auto dbc = x_proj(xc);                                        // [..., R + 2N]
-  const auto delta_in = dbc.narrow(-1, 0, dt_rank_);                  // [..., R]
-  const auto B = dbc.narrow(-1, dt_rank_, d_state_);                  // [..., N]
-  const auto C = dbc.narrow(-1, dt_rank_ + d_state_, d_state_);       // [..., N]
+  const auto dbc = x_proj(xc);                                   // [..., R + 2N]
+  const auto delta_in = dbc.narrow(-1, 0, dt_rank_);             // [..., R]
+  const auto B = dbc.narrow(-1, dt_rank_, d_state_);             // [..., N]
+  const auto C = dbc.narrow(-1, dt_rank_ + d_state_, d_state_);  // [..., N]
   const auto ct = compute_dtype(xc);
-  const auto delta = torch::softplus(dt_proj(delta_in).to(ct));       // [..., E] > 0
+  const auto delta = torch::softplus(dt_proj(delta_in).to(ct));  // [..., E] > 0
   return {delta, B, C};
 }
 
@@ -162,20 +165,20 @@ torch::Tensor MambaMixer::forward(const torch::Tensor& u) {
   TORCH_CHECK(u.dim() == 3 && u.size(2) == d_model_, "mamba: expected x [B, T, ", d_model_,
               "], got ", u.sizes());
   const auto E = inner_;
-  const auto xz = in_proj(u);                      // [B, T, 2E]
-  const auto xc = conv1d(xz.narrow(-1, 0, E));     // [B, T, E]
-  const auto z = xz.narrow(-1, E, E);              // [B, T, E]
-  const auto [delta, B, C] = selection(xc);        // [B, T, E], [B, T, N], [B, T, N]
+  const auto xz = in_proj(u);                   // [B, T, 2E]
+  const auto xc = conv1d(xz.narrow(-1, 0, E));  // [B, T, E]
+  const auto z = xz.narrow(-1, E, E);           // [B, T, E]
+  const auto [delta, B, C] = selection(xc);     // [B, T, E], [B, T, N], [B, T, N]
   const auto ct = delta.scalar_type();
-  const auto A = -torch::exp(A_log.to(ct));        // [E, N]
+  const auto A = -torch::exp(A_log.to(ct));  // [E, N]
   const bool fused = !reference_mode_ && fused_cuda_ && fused_cuda_scan_built() && u.is_cuda() &&
                      ct == torch::kFloat32 && d_state_ <= 256;
   auto y = reference_mode_ ? sb::selective_scan_reference(xc.to(ct), delta, A, B, C).output
            : fused         ? selective_scan_fused_cuda(xc, delta, A, B, C)
                            : sb::selective_scan(xc.to(ct), delta, A, B, C, {}, checkpoint_every_)
-                         .output;  // [B, T, E]
-  y = y + D.to(ct) * xc.to(ct);                                                            // D skip
-  return out_proj((y * torch::silu(z.to(ct))).to(u.scalar_type()));                       // [B, T, D]
+                         .output;                                    // [B, T, E]
+  y = y + D.to(ct) * xc.to(ct);                                      // D skip
+  return out_proj((y * torch::silu(z.to(ct))).to(u.scalar_type()));  // [B, T, D]
 }
 
 sb::MixerState MambaMixer::init_state(std::int64_t batch, const torch::Device& device,
@@ -197,7 +200,7 @@ torch::Tensor MambaMixer::step(const torch::Tensor& u_t, sb::MixerState& state) 
   const auto xc = conv1d->step(xz.narrow(-1, 0, E), state.tensors[1]);  // [B, E]
   const auto z = xz.narrow(-1, E, E);                                   // [B, E]
   const auto [delta, B, C] = selection(xc);
-  auto& h = state.tensors[0];                                           // [B, E, N]
+  auto& h = state.tensors[0];  // [B, E, N]
   const auto st = h.scalar_type();
   const auto A = -torch::exp(A_log.to(st));
   auto y = sb::selective_scan_step(xc.to(st), delta.to(st), A, B, C, h);  // [B, E]
@@ -237,8 +240,9 @@ sb::PluginDescriptor describe_mamba() {
       sb::OptionSpec::real("dt_min", 1e-3, 1e-8, 10.0, "lower end of Δ at initialisation"),
       sb::OptionSpec::real("dt_max", 0.1, 1e-8, 10.0, "upper end of Δ at initialisation"),
       sb::OptionSpec::real("dt_init_floor", 1e-4, 0.0, 1.0, "floor of Δ at initialisation"),
-      sb::OptionSpec::integer("checkpoint_every", 16, 1, 1 << 20,
-                              "scan states kept for backward every this many steps (memory vs time)"),
+      sb::OptionSpec::integer(
+          "checkpoint_every", 16, 1, 1 << 20,
+          "scan states kept for backward every this many steps (memory vs time)"),
       sb::OptionSpec::choice("mode", "scan", {"scan", "reference"},
                              "forward with the selective scan, or the slow autograd loop"),
       sb::OptionSpec::boolean("fused_cuda", true,

@@ -5,11 +5,10 @@
 //
 //   [x, z] = in_proj u                                     E channels each
 //   x'     = silu(conv(x))                                 short conv, kernel 4, with bias
-//   [δ, B, C] = x_proj x'                                  widths R, N, N (B, C shared by the channels)
-//   Δ = softplus(dt_proj δ),  A = −exp(A_log)              Δ per channel, A per (channel, state)
-//   h_t[c, n] = e^{Δ_t[c] A[c, n]} h_{t−1}[c, n] + Δ_t[c] B_t[n] x'_t[c]
-//   y_t[c]    = Σ_n h_t[c, n] C_t[n] + D[c] x'_t[c]
-//   out       = out_proj(y ⊙ silu(z))
+//   [δ, B, C] = x_proj x'                                  widths R, N, N (B, C shared by the
+//   channels) Δ = softplus(dt_proj δ),  A = −exp(A_log)              Δ per channel, A per (channel,
+//   state) h_t[c, n] = e^{Δ_t[c] A[c, n]} h_{t−1}[c, n] + Δ_t[c] B_t[n] x'_t[c] y_t[c]    = Σ_n
+//   h_t[c, n] C_t[n] + D[c] x'_t[c] out       = out_proj(y ⊙ silu(z))
 //
 // On CUDA (float32 and bfloat16: the scan computes in float32) training runs the fused kernel of
 // selective_scan_cuda.hpp when the build has it (nvcc found, LibTorch with CUDA; N ≤ 256): time
@@ -22,10 +21,10 @@
 //   in_proj.weight               [2E, D]          no bias
 //   conv1d.weight, conv1d.bias   [E, 1, 4], [E]
 //   x_proj.weight                [R + 2N, E]      no bias
-//   dt_proj.weight, .bias        [E, R], [E]      U(±R^−½); softplus⁻¹(Δ_init), Δ_init log-uniform in [1e-3, 0.1]
-//   A_log                        [E, N]           log(1 .. N) in every row (S4D-real)
-//   D                            [E]              1
-//   out_proj.weight              [D, E]           no bias
+//   dt_proj.weight, .bias        [E, R], [E]      U(±R^−½); softplus⁻¹(Δ_init), Δ_init log-uniform
+//   in [1e-3, 0.1] A_log                        [E, N]           log(1 .. N) in every row
+//   (S4D-real) D                            [E]              1 out_proj.weight              [D, E]
+//   no bias
 //
 // Recurrent form: MixerState::tensors = {h [B, E, N] (float32; float64 for float64), conv cache
 // [B, E, 3]}: 2DN + 6D numbers per sequence at the defaults.

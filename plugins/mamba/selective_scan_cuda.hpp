@@ -32,9 +32,9 @@ std::int64_t checkpoint_interval(std::int64_t states);
 void forward(const float* x, const float* delta, const float* A, const float* Bm, const float* Cm,
              float* y, float* checkpoints, const Shape& shape, void* stream);
 
-void backward(const float* x, const float* delta, const float* A, const float* Bm,
-              const float* Cm, const float* checkpoints, const float* dy, float* dx,
-              float* ddelta, float* dA, float* dB, float* dC, const Shape& shape, void* stream);
+void backward(const float* x, const float* delta, const float* A, const float* Bm, const float* Cm,
+              const float* checkpoints, const float* dy, float* dx, float* ddelta, float* dA,
+              float* dB, float* dC, const Shape& shape, void* stream);
 
 // The last launch error as text, or empty.
 const char* last_error();

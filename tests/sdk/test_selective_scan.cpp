@@ -52,14 +52,17 @@ TEST(SelectiveScan, MatchesTheLoopWrittenOut) {
 }
 
 TEST(SelectiveScan, ForwardAndBackwardEqualTheReference) {
+  // N = 6 and 37: the CPU kernel's vector loops with a remainder, and with several vectors.
   for (const std::int64_t every : {1, 3, 16}) {
-    for (const std::int64_t T : {1, 7, 33}) {
-      SCOPED_TRACE("T = " + std::to_string(T) + ", checkpoint every " + std::to_string(every));
-      auto in = make_inputs(2, T, 5, 6, torch::kFloat64, 10 + T);
+    for (const auto& [T, N] : {std::pair<std::int64_t, std::int64_t>{1, 6}, {7, 6}, {33, 6},
+                               {33, 37}}) {
+      SCOPED_TRACE("T = " + std::to_string(T) + ", N = " + std::to_string(N) +
+                   ", checkpoint every " + std::to_string(every));
+      auto in = make_inputs(2, T, 5, N, torch::kFloat64, 10 + T);
       std::vector<torch::Tensor> leaves = {in.x, in.delta, in.A, in.B, in.C, in.h0};
       for (auto& t : leaves) t.requires_grad_(true);
       const auto weights = torch::randn({2, T, 5}, torch::kFloat64);
-      const auto state_weights = torch::randn({2, 5, 6}, torch::kFloat64);
+      const auto state_weights = torch::randn({2, 5, N}, torch::kFloat64);
 
       const auto fast = sb::selective_scan(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4],
                                            leaves[5], every);

@@ -5,10 +5,13 @@
 //
 // Its decay differs per (channel, state) pair, so it has no chunked matmul form that fits in memory
 // (the pairwise decays of a chunk would be [B, C, C, E, N]). sb::selective_scan instead runs the
-// recurrence as a loop of whole-tensor operations over [B, E, N] *outside* the autograd graph, with
-// a hand-written backward pass that walks time in reverse: the graph holds one node, and memory is
-// the inputs plus one saved state every `checkpoint_every` steps (states in between are recomputed
-// during backward). The D skip, the gate and the projections stay with the caller.
+// recurrence *outside* the autograd graph, with a hand-written backward pass that walks time in
+// reverse: the graph holds one node, and memory is the inputs plus one saved state every
+// `checkpoint_every` steps (states in between are recomputed during backward). On the CPU the
+// time loop runs inside a fused kernel per (sequence, channel), the N states in a small array and
+// the N loops vectorised (parallel over sequences and channels); on other devices it is a loop of
+// whole-tensor operations over [B, E, N] (the mamba plugin has a fused CUDA kernel of its own). The
+// D skip, the gate and the projections stay with the caller.
 #pragma once
 
 #include <torch/torch.h>
