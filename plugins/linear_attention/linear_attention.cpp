@@ -82,10 +82,11 @@ torch::Tensor LinearAttentionMixer::forward(const torch::Tensor& x) {
   auto kh = k.view({B, T, H, K});                                 // [B, T, H, K]
   auto vh = v.view({B, T, H, V});                                 // [B, T, H, V]
   // No decay: log decay 0 everywhere turns the gla recurrence into S_t = S_{t−1} + k_t v_tᵀ.
-  auto g = torch::zeros_like(kh);  // [B, T, H, K]
   auto o = recurrent_mode_
-               ? sb::gla_reference(qh, kh, vh, g).output
-               : sb::gla_chunked(qh, kh, vh, g, {}, chunk_size_).output;  // [B, T, H, V]
+               ? sb::gla_reference(qh, kh, vh, torch::zeros_like(kh)).output
+               : sb::gla_scalar_chunked(qh, kh, vh, torch::zeros({B, T, H}, kh.options()), {},
+                                        chunk_size_)
+                     .output;  // [B, T, H, V]
   auto gate = g_proj(x).view({B, T, H, V});                               // [B, T, H, V]
   o = g_norm_swish_gate(o, gate);                                         // [B, T, H, V]
   return o_proj(o.reshape({B, T, H * V}));                                // [B, T, D]

@@ -26,7 +26,7 @@
 //         = 8D² + 16D + 2D/H at the defaults  (gla's 8D² + 49D + 2D/H minus gk_proj's 33D)
 // All keep PyTorch's default initialisation.
 //
-// Forward runs the chunked form (sb::gla_chunked with zero log decays) by default, or with
+// Forward runs the chunked form (sb::gla_scalar_chunked with zero log decays) by default, or with
 // mode = "recurrent" the plain sequential loop (sb::gla_reference), which is slow and for checking.
 //
 // Recurrent form: MixerState::tensors = {S [B, H, K, V]} followed, with short convs, by the conv

@@ -91,7 +91,9 @@ torch::Tensor Mamba2Mixer::forward(const torch::Tensor& u) {
   const auto ct = in.v.scalar_type();
   const auto q = in.q.to(ct), k = in.k.to(ct);
   auto y = recurrent_mode_ ? sb::gla_reference(q, k, in.v, in.g).output
-                           : sb::gla_chunked(q, k, in.v, in.g, {}, chunk_size_).output;  // [B, T, h, P]
+                           : sb::gla_scalar_chunked(q, k, in.v, in.g.select(-1, 0), {},
+                                                    chunk_size_)
+                                 .output;  // [B, T, h, P]
   y = y + D.to(ct).view({h, 1}) * in.x.to(ct);  // the D skip
   return output(y.reshape({Bsz, T, E}), z);
 }

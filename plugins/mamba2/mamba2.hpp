@@ -11,9 +11,10 @@
 //   out = out_proj( rmsnorm_E(y ⊙ silu(z)) · w )               the gate before the norm
 //
 // B_t and C_t are shared by the heads (ngroups = 1). The recurrence is gated linear attention with
-// a per-head decay (q = C, k = B, v = Δ·x, log decay Δ·A broadcast over N), so forward runs the SDK's
-// chunked primitive (sb::gla_chunked) — the same math as the reference's SSD chunked form — or,
-// with mode = "recurrent", the sequential loop sb::gla_reference.
+// a per-head decay (q = C, k = B, v = Δ·x, log decay Δ·A), so forward runs the SDK's chunked
+// primitive for one decay per head (sb::gla_scalar_chunked, [C, C] decays per chunk) — the same math
+// as the reference's SSD chunked form — or, with mode = "recurrent", the sequential loop
+// sb::gla_reference (the decay broadcast over N).
 //
 // Parameters (state-dict names as mamba_ssm's), 6D² + 2DN + 2DH + 12D + 10N + 6H at the defaults:
 //   in_proj.weight                [2E + 2N + h, D]       no bias

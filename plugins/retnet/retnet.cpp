@@ -98,10 +98,11 @@ torch::Tensor RetNetMixer::forward(const torch::Tensor& x) {
   qh = qh * (1.0 / std::sqrt(double(K)));  // [B, T, H, K]
   auto vh = v.view({B, T, H, V});          // [B, T, H, V]
   // The scalar decay per head is the gla recurrence with log γ_h in every key channel.
-  auto g = log_decays_like(qh).expand({B, T, H, K}).contiguous();  // [B, T, H, K]
+  auto g = log_decays_like(qh).view({1, 1, H}).expand({B, T, H});  // [B, T, H]
   auto o = recurrent_mode_
-               ? sb::gla_reference(qh, kh, vh, g).output
-               : sb::gla_chunked(qh, kh, vh, g, {}, chunk_size_).output;  // [B, T, H, V]
+               ? sb::gla_reference(qh, kh, vh, g.unsqueeze(-1).expand({B, T, H, K}).contiguous())
+                     .output
+               : sb::gla_scalar_chunked(qh, kh, vh, g, {}, chunk_size_).output;  // [B, T, H, V]
   auto gate = g_proj(x).view({B, T, H, V});                               // [B, T, H, V]
   o = g_norm_swish_gate(o, gate);                                         // [B, T, H, V]
   return o_proj(o.reshape({B, T, H * V}));                                // [B, T, D]

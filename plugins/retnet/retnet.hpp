@@ -27,8 +27,8 @@
 //   total = 2·D·Dk + 3·D·Dv + c·(2·Dk + Dv) + Dv/H  =  8D² + 16D + 2D/H at the defaults
 // All keep PyTorch's default initialisation (fla's HF init is not applied; models.md §4).
 //
-// Forward runs the chunked form (sb::gla_chunked, the log decay log γ_h broadcast over the key
-// channels) by default, or with mode = "recurrent" the plain sequential loop (sb::gla_reference).
+// Forward runs the chunked form for one decay per head (sb::gla_scalar_chunked with log γ_h) by
+// default, or with mode = "recurrent" the plain sequential loop (sb::gla_reference).
 //
 // Recurrent form: MixerState::tensors = {S [B, H, K, V]} followed, with short convs, by the conv
 // caches {q [B, Dk, c−1], k [B, Dk, c−1], v [B, Dv, c−1]}; MixerState::position is the RoPE

@@ -8,6 +8,7 @@
 #include "selectivbench/torch_compat.hpp"
 #include "selectivbench/blocks/delta_rule.hpp"
 #include "selectivbench/blocks/gla.hpp"
+#include "selectivbench/blocks/gla_scalar.hpp"
 #include "selectivbench/blocks/init.hpp"
 #include "selectivbench/blocks/norms.hpp"
 #include "selectivbench/blocks/rotary.hpp"
