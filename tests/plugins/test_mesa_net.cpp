@@ -268,44 +268,23 @@ TEST(MesaNet, StepEqualsForwardInFloat32) {
 }
 
 TEST(MesaNet, Causal) {
-  torch::NoGradGuard no_grad;
   auto m = make_mesa(32, 4, {{"chunk_size", std::int64_t{8}}});
   m->to(torch::kFloat64);
-  const std::int64_t T = 40, t0 = 19;
-  auto x = torch::randn({2, T, 32}, torch::kFloat64);
-  auto x2 = x.clone();
-  x2.narrow(1, t0, T - t0).add_(torch::randn({2, T - t0, 32}, torch::kFloat64));
-  auto y = m->forward(x), y2 = m->forward(x2);
-  EXPECT_TRUE(torch::allclose(y.narrow(1, 0, t0), y2.narrow(1, 0, t0), 0.0, 1e-12));
-  EXPECT_FALSE(torch::allclose(y.narrow(1, t0, 1), y2.narrow(1, t0, 1)));
+  sb::test::expect_causal(*m, 32);
 }
 
 TEST(MesaNet, GradientsFiniteAndNonZero) {
   for (const std::string mode : {"chunk", "reference"}) {
     auto m = make_mesa(32, 4, {{"mode", mode}, {"chunk_size", std::int64_t{8}}});
-    auto x = torch::randn({2, 21, 32});
-    auto y = m->forward(x);
-    (y * torch::randn_like(y)).sum().backward();
-    for (const auto& p : m->named_parameters()) {
-      ASSERT_TRUE(p.value().grad().defined()) << mode << " " << p.key();
-      EXPECT_TRUE(torch::isfinite(p.value().grad()).all().item<bool>()) << mode << " " << p.key();
-      EXPECT_GT(p.value().grad().abs().max().item<double>(), 0.0) << mode << " " << p.key();
-    }
+    sb::test::expect_gradients(*m, torch::randn({2, 21, 32}));
   }
 }
 
 TEST(MesaNet, StateElementsConstant) {
-  torch::NoGradGuard no_grad;
   auto big = make_mesa(256, 4);
   EXPECT_EQ(big->state_elements(1), 2 * 4 * 64 * 64 + 2 * 256 * 3);
   EXPECT_EQ(big->state_elements(1), big->state_elements(10000));
-  auto m = make_mesa(32, 4);
-  const std::int64_t B = 3;
-  auto state = m->init_state(B, torch::kCPU, torch::kFloat32);
-  for (int t = 0; t < 5; ++t) m->step(torch::randn({B, 32}), state);
-  std::int64_t held = 0;
-  for (const auto& s : state.tensors) held += s.numel();
-  EXPECT_EQ(held / B, m->state_elements(5));
+  sb::test::expect_state_elements_carried(*make_mesa(32, 4), 32);
 }
 
 }  // namespace

@@ -228,43 +228,24 @@ TEST(S4D, DropoutIsTiedOverTimeAndOnlyInTraining) {
 }
 
 TEST(S4D, Causal) {
-  torch::NoGradGuard no_grad;
   auto m = make_s4d(16);
   m->to(torch::kFloat64);
   m->eval();
-  const std::int64_t T = 40, t0 = 19;
-  auto x = torch::randn({2, T, 16}, torch::kFloat64);
-  auto x2 = x.clone();
-  x2.narrow(1, t0, T - t0).add_(torch::randn({2, T - t0, 16}, torch::kFloat64));
-  auto y = m->forward(x), y2 = m->forward(x2);
-  EXPECT_TRUE(torch::allclose(y.narrow(1, 0, t0), y2.narrow(1, 0, t0), 0.0, 1e-12));
-  EXPECT_FALSE(torch::allclose(y.narrow(1, t0, 1), y2.narrow(1, t0, 1)));
+  sb::test::expect_causal(*m, 16);
 }
 
 TEST(S4D, GradientsFiniteAndNonZero) {
   for (const std::string mode : {"fft", "recurrent"}) {
     auto m = make_s4d(16, {{"mode", mode}, {"dropout", 0.0}});
-    auto x = torch::randn({2, 21, 16});
-    auto y = m->forward(x);
-    (y * torch::randn_like(y)).sum().backward();
-    for (const auto& p : m->named_parameters()) {
-      ASSERT_TRUE(p.value().grad().defined()) << mode << " " << p.key();
-      EXPECT_TRUE(torch::isfinite(p.value().grad()).all().item<bool>()) << mode << " " << p.key();
-      EXPECT_GT(p.value().grad().abs().max().item<double>(), 0.0) << mode << " " << p.key();
-    }
+    sb::test::expect_gradients(*m, torch::randn({2, 21, 16}));
   }
 }
 
 TEST(S4D, StateElementsConstant) {
-  torch::NoGradGuard no_grad;
   auto m = make_s4d(32);
   EXPECT_EQ(m->state_elements(1), 32 * 64);
   EXPECT_EQ(m->state_elements(1), m->state_elements(10000));
-  auto state = m->init_state(3, torch::kCPU, torch::kFloat32);
-  for (int t = 0; t < 4; ++t) m->step(torch::randn({3, 32}), state);
-  std::int64_t held = 0;
-  for (const auto& s : state.tensors) held += s.numel();
-  EXPECT_EQ(held / 3, m->state_elements(4));
+  sb::test::expect_state_elements_carried(*m, 32);
 }
 
 }  // namespace
