@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/delta_net/delta_net.hpp"
+#include "tests/plugins/mixer_test_util.hpp"
 
 namespace {
 
@@ -31,9 +31,6 @@ std::shared_ptr<sb::Mixer> make_dn(std::int64_t d_model, std::int64_t n_heads,
   torch::manual_seed(seed);
   return descriptor.factory(ctx);
 }
-
-
-
 
 // 6D² + DH + 16D + 2D/H (models.md §5).
 std::int64_t formula(std::int64_t d, std::int64_t h) {
@@ -220,16 +217,9 @@ TEST(DeltaNet, ChunkModeEqualsRecurrentMode) {
 }
 
 TEST(DeltaNet, Causal) {
-  torch::NoGradGuard no_grad;
   auto m = make_dn(32, 4, {{"chunk_size", std::int64_t{8}}});
   m->to(torch::kFloat64);
-  const std::int64_t T = 40, t0 = 19;
-  auto x = torch::randn({2, T, 32}, torch::kFloat64);
-  auto x2 = x.clone();
-  x2.narrow(1, t0, T - t0).add_(torch::randn({2, T - t0, 32}, torch::kFloat64));
-  auto y = m->forward(x), y2 = m->forward(x2);
-  EXPECT_TRUE(torch::allclose(y.narrow(1, 0, t0), y2.narrow(1, 0, t0), 0.0, 1e-12));
-  EXPECT_FALSE(torch::allclose(y.narrow(1, t0, 1), y2.narrow(1, t0, 1)));
+  sb::test::expect_causal(*m, 32);
 }
 
 TEST(DeltaNet, BatchRowsIndependent) {
@@ -245,14 +235,7 @@ TEST(DeltaNet, BatchRowsIndependent) {
 TEST(DeltaNet, GradientsFiniteAndNonZero) {
   for (const std::string mode : {"chunk", "recurrent"}) {
     auto m = make_dn(32, 4, {{"mode", mode}, {"chunk_size", std::int64_t{8}}});
-    auto x = torch::randn({2, 21, 32});
-    auto y = m->forward(x);
-    (y * torch::randn_like(y)).sum().backward();
-    for (const auto& p : m->named_parameters()) {
-      ASSERT_TRUE(p.value().grad().defined()) << mode << " " << p.key();
-      EXPECT_TRUE(torch::isfinite(p.value().grad()).all().item<bool>()) << mode << " " << p.key();
-      EXPECT_GT(p.value().grad().abs().max().item<double>(), 0.0) << mode << " " << p.key();
-    }
+    sb::test::expect_gradients(*m, torch::randn({2, 21, 32}));
   }
 }
 

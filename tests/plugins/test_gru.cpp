@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/gru/gru.hpp"
+#include "tests/plugins/mixer_test_util.hpp"
 
 namespace {
 
@@ -29,9 +29,6 @@ std::shared_ptr<sb::Mixer> make_gru(std::int64_t d_model, std::int64_t n_heads =
   torch::manual_seed(seed);
   return descriptor.factory(ctx);
 }
-
-
-
 
 TEST(Gru, ParameterCount) {
   // 6D² + 6D: two [3D, D] weights and two [3D] biases; n_heads plays no part.
@@ -166,14 +163,7 @@ TEST(Gru, Causal) {
 
 TEST(Gru, GradientsFiniteAndNonZero) {
   auto m = make_gru(32);
-  auto x = torch::randn({2, 21, 32});
-  auto y = m->forward(x);
-  (y * torch::randn_like(y)).sum().backward();
-  for (const auto& p : m->named_parameters()) {
-    ASSERT_TRUE(p.value().grad().defined()) << p.key();
-    EXPECT_TRUE(torch::isfinite(p.value().grad()).all().item<bool>()) << p.key();
-    EXPECT_GT(p.value().grad().abs().max().item<double>(), 0.0) << p.key();
-  }
+  sb::test::expect_gradients(*m, torch::randn({2, 21, 32}));
 }
 
 TEST(Gru, StateElementsConstant) {

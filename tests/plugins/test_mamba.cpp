@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/mamba/mamba.hpp"
+#include "tests/plugins/mixer_test_util.hpp"
 
 namespace {
 
@@ -32,8 +32,6 @@ std::shared_ptr<MambaMixer> make_mamba(std::int64_t d_model,
   return std::dynamic_pointer_cast<MambaMixer>(descriptor.factory(ctx));
 }
 
-
-
 // 6d² + 4dR + 6dN + 14d, R = ceil(d/16) (models.md §5).
 std::int64_t formula(std::int64_t d, std::int64_t N) {
   const std::int64_t R = (d + 15) / 16;
@@ -51,9 +49,11 @@ TEST(Mamba, ParameterCountMatchesTheReference) {
 TEST(Mamba, ParameterNamesShapesAndInit) {
   auto m = make_mamba(256);  // E = 512, N = 128, R = 16
   const std::map<std::string, std::vector<std::int64_t>> expected = {
-      {"in_proj.weight", {1024, 256}}, {"conv1d.weight", {512, 1, 4}}, {"conv1d.bias", {512}},
-      {"x_proj.weight", {16 + 256, 512}}, {"dt_proj.weight", {512, 16}}, {"dt_proj.bias", {512}},
-      {"A_log", {512, 128}}, {"D", {512}}, {"out_proj.weight", {256, 512}},
+      {"in_proj.weight", {1024, 256}}, {"conv1d.weight", {512, 1, 4}},
+      {"conv1d.bias", {512}},          {"x_proj.weight", {16 + 256, 512}},
+      {"dt_proj.weight", {512, 16}},   {"dt_proj.bias", {512}},
+      {"A_log", {512, 128}},           {"D", {512}},
+      {"out_proj.weight", {256, 512}},
   };
   auto params = m->named_parameters();
   EXPECT_EQ(params.size(), expected.size());
@@ -61,7 +61,7 @@ TEST(Mamba, ParameterNamesShapesAndInit) {
     ASSERT_TRUE(params.contains(name)) << name;
     EXPECT_EQ(params[name].sizes().vec(), shape) << name;
   }
-  EXPECT_NEAR(m->A_log[7][0].item<double>(), 0.0, 1e-7);            // log 1
+  EXPECT_NEAR(m->A_log[7][0].item<double>(), 0.0, 1e-7);  // log 1
   EXPECT_NEAR(m->A_log[7][127].item<double>(), std::log(128.0), 1e-6);
   const auto dt = torch::softplus(m->dt_proj->bias);
   EXPECT_GE(dt.min().item<double>(), 1e-3 * (1 - 1e-5));
@@ -79,7 +79,8 @@ TEST(Mamba, StepEqualsForward) {
 }
 
 TEST(Mamba, ScanEqualsReferenceModeWithGradients) {
-  auto fast = make_mamba(16, {{"d_state", std::int64_t{4}}, {"checkpoint_every", std::int64_t{5}}}, 3);
+  auto fast =
+      make_mamba(16, {{"d_state", std::int64_t{4}}, {"checkpoint_every", std::int64_t{5}}}, 3);
   auto slow = make_mamba(16, {{"d_state", std::int64_t{4}}, {"mode", std::string("reference")}}, 3);
   fast->to(torch::kFloat64);
   slow->to(torch::kFloat64);

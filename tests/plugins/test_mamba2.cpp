@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/mamba2/mamba2.hpp"
+#include "tests/plugins/mixer_test_util.hpp"
 
 namespace {
 
@@ -32,9 +32,6 @@ std::shared_ptr<Mamba2Mixer> make_mamba2(std::int64_t d_model, std::int64_t n_he
   torch::manual_seed(seed);
   return std::dynamic_pointer_cast<Mamba2Mixer>(descriptor.factory(ctx));
 }
-
-
-
 
 // 6d² + 2dN + 2dH + 12d + 10N + 6H (models.md §5).
 std::int64_t formula(std::int64_t d, std::int64_t N, std::int64_t H) {

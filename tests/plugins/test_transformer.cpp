@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/transformer/transformer.hpp"
+#include "tests/plugins/mixer_test_util.hpp"
 
 namespace {
 
@@ -30,9 +30,6 @@ std::shared_ptr<sb::Mixer> make_transformer(std::int64_t d_model, std::int64_t n
   torch::manual_seed(seed);
   return descriptor.factory(ctx);
 }
-
-
-
 
 TEST(Transformer, ParameterCountMatchesTheReference) {
   // 16D² + 14D + 2K + 1 (models.md §5): q, k, v, out 4(D² + D); q_norm, k_norm 2K; out_norm D;
@@ -236,14 +233,7 @@ TEST(Transformer, GradientsFiniteAndNonZero) {
   for (bool quirks : {false, true}) {
     auto m = make_transformer(32, 4, quirks);
     m->train();
-    auto x = torch::randn({2, 12, 32});
-    auto y = m->forward(x);
-    (y * torch::randn_like(y)).sum().backward();
-    for (const auto& p : m->named_parameters()) {
-      ASSERT_TRUE(p.value().grad().defined()) << p.key();
-      EXPECT_TRUE(torch::isfinite(p.value().grad()).all().item<bool>()) << p.key();
-      EXPECT_GT(p.value().grad().abs().max().item<double>(), 0.0) << p.key();
-    }
+    sb::test::expect_gradients(*m, torch::randn({2, 12, 32}));
   }
 }
 
