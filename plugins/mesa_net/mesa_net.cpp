@@ -56,7 +56,7 @@ torch::Tensor from_chunks(const torch::Tensor& y, std::int64_t T) {
   return y.reshape({B, H, N * C, X}).narrow(2, 0, T).permute({0, 2, 1, 3});
 }
 
-// What the keys of every chunk contribute, for any value tensor w (k for H_kk, v for H_kv).
+// What the keys of every chunk contribute to H_kk.
 struct Chunks {
   torch::Tensor k;         // [B, H, N, C, K]
   torch::Tensor decay_in;  // e^{G_t}: the chunk-start state's weight at token t   [B, H, N, C, 1]
@@ -86,14 +86,14 @@ Chunks make_chunks(const torch::Tensor& k, const torch::Tensor& beta, const torc
   return c;
 }
 
-// The state Σ_{s before chunk n} (decay) β_s k_s w_sᵀ at the start of every chunk: [B, H, N, K, X].
-torch::Tensor start_states(const Chunks& c, const torch::Tensor& w) {
+// H_kk at the start of every chunk, Σ_{s before chunk n} (decay) β_s k_s k_sᵀ: [B, H, N, K, K].
+torch::Tensor start_states(const Chunks& c) {
   const auto local =
-      torch::matmul((c.k * c.to_end.unsqueeze(-1)).transpose(-1, -2), w);  // [B, H, N, K, X]
+      torch::matmul((c.k * c.to_end.unsqueeze(-1)).transpose(-1, -2), c.k);  // [B, H, N, K, K]
   const auto N = local.size(2);
   std::vector<torch::Tensor> states;
   states.reserve(N);
-  auto S = torch::zeros_like(local.select(2, 0));  // [B, H, K, X]
+  auto S = torch::zeros_like(local.select(2, 0));  // [B, H, K, K]
   for (std::int64_t n = 0; n < N; ++n) {           // over chunks, not time steps
     states.push_back(S);
     S = c.chunk_decay.select(2, n).unsqueeze(-1).unsqueeze(-1) * S + local.select(2, n);
@@ -101,13 +101,11 @@ torch::Tensor start_states(const Chunks& c, const torch::Tensor& w) {
   return torch::stack(states, 2);
 }
 
-// e^{G_t} Sᵀ p_t + Σ_{s ≤ t} e^{G_t − G_s} β_s (k_s·p_t) w_s for every token t, S the chunk-start
-// state: H_kk,t p_t for w = k, S = H_kk[n]; H_kv,tᵀ p_t for w = v, S = H_kv[n].
-// p [B, H, N, C, K] -> [B, H, N, C, X].
-torch::Tensor chunk_product(const Chunks& c, const torch::Tensor& S, const torch::Tensor& w,
-                            const torch::Tensor& p) {
+// H_kk,t p_t = e^{G_t} H_kk[n] p_t + Σ_{s ≤ t in chunk} e^{G_t − G_s} β_s (k_s·p_t) k_s for every
+// token t (H_kk symmetric). p [B, H, N, C, K] -> [B, H, N, C, K].
+torch::Tensor hkk_product(const Chunks& c, const torch::Tensor& Hkk, const torch::Tensor& p) {
   const auto scores = torch::matmul(p, c.k.transpose(-1, -2)) * c.mixing;  // [B, H, N, C, C]
-  return c.decay_in * torch::matmul(p, S) + torch::matmul(scores, w);
+  return c.decay_in * torch::matmul(p, Hkk) + torch::matmul(scores, c.k);
 }
 
 // q* = (H_kk + diag λ)⁻¹ q by CG, with the implicit gradient: backward solves the adjoint system
@@ -119,11 +117,10 @@ class MesaSolveFunction : public torch::autograd::Function<MesaSolveFunction> {
                                const torch::Tensor& beta, const torch::Tensor& g,
                                const torch::Tensor& lambda, std::int64_t steps, double eps) {
     const auto c = make_chunks(k, beta, g);
-    const auto Hkk = start_states(c, k);  // [B, H, N, K, K]
+    const auto Hkk = start_states(c);  // [B, H, N, K, K]
     const auto lam = lambda.view({1, lambda.size(0), 1, 1, lambda.size(1)});
     auto x = conjugate_gradient(
-        [&](const torch::Tensor& p) { return chunk_product(c, Hkk, k, p) + lam * p; }, q, steps,
-        eps);
+        [&](const torch::Tensor& p) { return hkk_product(c, Hkk, p) + lam * p; }, q, steps, eps);
     ctx->save_for_backward({k, beta, g, lambda, x});
     ctx->saved_data["steps"] = steps;
     ctx->saved_data["eps"] = eps;
@@ -142,9 +139,9 @@ class MesaSolveFunction : public torch::autograd::Function<MesaSolveFunction> {
     auto g = saved[2].detach().requires_grad_(true);
     auto lambda = saved[3].detach().requires_grad_(true);
     const auto c = make_chunks(k, beta, g);
-    const auto Hkk = start_states(c, k);
+    const auto Hkk = start_states(c);
     const auto lam = lambda.view({1, lambda.size(0), 1, 1, lambda.size(1)});
-    const auto A = [&](const torch::Tensor& p) { return chunk_product(c, Hkk, k, p) + lam * p; };
+    const auto A = [&](const torch::Tensor& p) { return hkk_product(c, Hkk, p) + lam * p; };
     torch::Tensor y;  // [B, H, N, C, K] = A⁻¹ dx (A is symmetric)
     {
       torch::NoGradGuard no_grad;
@@ -194,15 +191,14 @@ torch::Tensor mesa_chunked(const torch::Tensor& q, const torch::Tensor& k, const
   if (T == 0) return torch::zeros(v.sizes(), v.options().dtype(ct));
   const auto qc = to_chunks(q.to(ct), chunk);                               // [B, H, N, C, K]
   const auto kc = to_chunks(k.to(ct), chunk);                               // [B, H, N, C, K]
-  const auto vc = to_chunks(v.to(ct), chunk);                               // [B, H, N, C, V]
   const auto bc = to_chunks(beta.to(ct).unsqueeze(-1), chunk).squeeze(-1);  // [B, H, N, C]
   const auto gc = to_chunks(g.to(ct).unsqueeze(-1), chunk).squeeze(-1);     // [B, H, N, C]
   const auto lam = lambda.to(ct);                                           // [H, K]
   const auto x =
       MesaSolveFunction::apply(qc, kc, bc, gc, lam, cg_steps, cg_eps)[0];  // [B, H, N, C, K]
-  const auto c = make_chunks(kc, bc, gc);
-  const auto Hkv = start_states(c, vc);                 // [B, H, N, K, V]
-  return from_chunks(chunk_product(c, Hkv, vc, x), T);  // [B, T, H, V]
+  // o_t = H_kv,tᵀ q*_t is linear attention with query q*, key k, value β v and the same decays.
+  const auto bv = v.to(ct) * beta.to(ct).unsqueeze(-1);  // [B, T, H, V]
+  return sb::gla_scalar_chunked(from_chunks(x, T), k.to(ct), bv, g.to(ct), {}, chunk).output;
 }
 
 torch::Tensor mesa_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

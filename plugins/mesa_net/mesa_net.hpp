@@ -26,7 +26,9 @@
 // tokens, the states at the chunk starts are built once, and A_t p_t = (H_kk,t + diag λ) p_t for
 // all tokens at once is two batched matmuls per chunk:
 //   A p = e^{G_t} H_kk[n] p_t + Σ_{s≤t in chunk} e^{G_t − G_s} β_s (k_s·p_t) k_s + λ ⊙ p_t
-// (G the within-chunk cumulative sum of g). Each CG step is one such product. The backward pass
+// (G the within-chunk cumulative sum of g). Each CG step is one such product; the readout
+// o = H_kvᵀ q* is linear attention with query q*, key k and value β v (sb::gla_scalar_chunked). The
+// backward pass
 // does not differentiate through the CG steps: it solves the adjoint system A y = ∂L/∂q* with the
 // same CG (implicit differentiation, as fla), so memory does not grow with cg_steps. mode
 // "reference" runs the plain per-token loop with explicit [K, K] matrices and autograd through it.
