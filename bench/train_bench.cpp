@@ -17,6 +17,7 @@
 
 #include "core/model/network.hpp"
 #include "core/plugins/registry.hpp"
+#include "core/util/parallel.hpp"
 #include "selectivbench/torch_compat.hpp"
 
 namespace {
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   torch::set_num_threads(threads > 0 ? threads
-                                     : static_cast<int>(std::thread::hardware_concurrency()));
+                                     : sb::hardware_threads());
   const torch::Device device(device_name);
   const auto dtype = dtype_name == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
   const auto folders = sb::plugin_search_path(plugin_paths, {});

@@ -15,6 +15,8 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // the work failed: I/O, generation, ...
 inline constexpr int kExitUsage = 2;    // bad command line
 inline constexpr int kExitConfig = 3;   // invalid task or benchmark file
+// 128 + N: stopped by signal N (130 SIGINT, 143 SIGTERM, 138 SIGUSR1); the run in progress was
+// checkpointed and released, and the same command resumes the sweep.
 
 // Options every command that reads a task file shares.
 struct TaskOptions {
@@ -33,5 +35,9 @@ void add_run_command(CLI::App& app, std::function<int()>& action);
 void add_evaluate_command(CLI::App& app, std::function<int()>& action);
 void add_plugins_command(CLI::App& app, std::function<int()>& action);
 void add_check_plugin_command(CLI::App& app, std::function<int()>& action);
+void add_slurm_command(CLI::App& app, std::function<int()>& action);
+
+// The command line as typed, recorded in every run's summary.json.
+void set_command_line(int argc, char** argv);
 
 }  // namespace sb::cli

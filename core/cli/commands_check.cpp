@@ -6,6 +6,7 @@
 
 #include "core/cli/commands.hpp"
 #include "core/plugins/conformance.hpp"
+#include "core/util/parallel.hpp"
 
 namespace sb::cli {
 
@@ -34,7 +35,7 @@ void add_check_plugin_command(CLI::App& app, std::function<int()>& action) {
   cmd->callback([o, &action] {
     action = [o] {
       torch::set_num_threads(o->threads > 0 ? o->threads
-                                            : static_cast<int>(std::thread::hardware_concurrency()));
+                                            : sb::hardware_threads());
       const auto plugin = PluginRegistry::instance().resolve(
           o->plugin, plugin_search_path(o->plugin_paths, {}));
       const ConformanceReport report = run_conformance(*plugin, o->options);

@@ -34,8 +34,11 @@ int main(int argc, char** argv) {
   add_evaluate_command(app, action);
   add_plugins_command(app, action);
   add_check_plugin_command(app, action);
+  add_slurm_command(app, action);
+  set_command_line(argc, argv);
 
-  // LibTorch starts with one intra-op thread here; use every core unless a command says otherwise.
+  // LibTorch starts with one intra-op thread here; use the CPUs this process may use (affinity,
+  // SLURM_CPUS_PER_TASK) unless a command says otherwise.
   at::set_num_threads(sb::hardware_threads());
   // Logs go to stderr so that stdout carries only results (JSON, tables, samples).
   spdlog::set_default_logger(spdlog::stderr_color_mt("selectivbench"));
@@ -48,6 +51,9 @@ int main(int argc, char** argv) {
   }
   try {
     return action ? action() : kExitUsage;
+  } catch (const CLI::Error& e) {  // a command-line value found wrong once the command runs
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitUsage;
   } catch (const sb::ConfigError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return kExitConfig;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <string>
 
 namespace sb::cli {
 
@@ -25,8 +26,20 @@ void ProgressBar::update(std::int64_t done, std::int64_t total) {
   const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
   std::string bar(static_cast<size_t>(filled), '#');
   bar.append(static_cast<size_t>(kWidth - filled), '.');
-  std::fprintf(stderr, "\r%s [%s] %3.0f%% %lld/%lld  %.0f/s ", label_.c_str(), bar.c_str(),
-               frac * 100.0, static_cast<long long>(done), static_cast<long long>(total), rate);
+  const auto clock = [](double s) {
+    char buf[32];
+    const long t = static_cast<long>(s);
+    if (t >= 3600) {
+      std::snprintf(buf, sizeof(buf), "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    } else {
+      std::snprintf(buf, sizeof(buf), "%ld:%02ld", t / 60, t % 60);
+    }
+    return std::string(buf);
+  };
+  const std::string eta = rate > 0 ? clock(static_cast<double>(total - done) / rate) : "?";
+  std::fprintf(stderr, "\r%s [%s] %3.0f%% %lld/%lld  %.1f/s  %s elapsed, ETA %s ", label_.c_str(),
+               bar.c_str(), frac * 100.0, static_cast<long long>(done),
+               static_cast<long long>(total), rate, clock(elapsed).c_str(), eta.c_str());
   std::fflush(stderr);
 }
 

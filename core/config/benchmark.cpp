@@ -166,18 +166,22 @@ BenchmarkSpec load_benchmark(const std::string& path, const std::vector<Override
   }
   {
     TableReader t = root.get_table("model");
-    ModelDefaults& m = b.model;
-    m.norm_placement = t.get_enum("norm_placement", m.norm_placement, {"post", "pre"});
-    m.norm = t.get_enum("norm", m.norm, {"layernorm", "rmsnorm"});
+    BlockSpec& m = b.block;
+    m.placement = t.get_enum("norm_placement", "post", {"post", "pre"}) == "post"
+                      ? NormPlacement::kPost
+                      : NormPlacement::kPre;
+    m.norm = t.get_enum("norm", "layernorm", {"layernorm", "rmsnorm"}) == "layernorm"
+                 ? NormKind::kLayerNorm
+                 : NormKind::kRMSNorm;
     m.mlp = t.get_bool("mlp", m.mlp);
     m.mlp_expansion = t.get_int("mlp_expansion", m.mlp_expansion, 1, 64);
     m.dropout = t.get_float("dropout", m.dropout, 0.0, 0.99);
-    m.heads = t.get_int("heads", m.heads, 0, 4096);
+    b.heads = t.get_int("heads", b.heads, 0, 4096);
     t.finish(kModelKeys);
   }
   {
     TableReader t = root.get_table("training");
-    TrainingDefaults& r = b.training;
+    TrainingSpec& r = b.training;
     r.batch_size = t.get_int("batch_size", r.batch_size, 1, 1 << 20);
     r.optimizer = t.get_enum("optimizer", r.optimizer, {"adam", "adamw"});
     r.weight_decay = t.get_float("weight_decay", r.weight_decay, 0.0, 10.0);

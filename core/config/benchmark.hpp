@@ -14,38 +14,10 @@
 #include <vector>
 
 #include "core/config/task.hpp"
+#include "core/train/settings.hpp"
 #include "selectivbench/options.hpp"
 
 namespace sb {
-
-struct ModelDefaults {
-  std::string norm_placement = "post";  // post | pre
-  std::string norm = "layernorm";       // layernorm | rmsnorm
-  bool mlp = false;
-  std::int64_t mlp_expansion = 4;
-  double dropout = 0.2;
-  std::int64_t heads = 0;  // 0: the reference's rule (models.md §2)
-};
-
-struct TrainingDefaults {
-  std::int64_t batch_size = 64;
-  std::string optimizer = "adam";
-  double weight_decay = 0.0;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  std::string schedule = "cosine";
-  std::int64_t max_updates = 0;
-  double clip_norm = 1.0;
-  std::int64_t grad_accumulation = 1;  // 0 = auto
-  std::int64_t eval_every = 78;
-  std::int64_t eval_batch_size = 50;
-  bool reference_quirks = false;
-  std::string device = "cpu";
-  std::string dtype = "auto";
-  std::int64_t threads = 0;
-  std::string cache_dir;  // data cache folder; empty: none
-};
 
 struct BenchmarkSpec {
   std::string name;
@@ -66,8 +38,9 @@ struct BenchmarkSpec {
   std::vector<std::int64_t> seeds;
   std::vector<double> learning_rates;
   std::vector<std::int64_t> warmups;
-  ModelDefaults model;
-  TrainingDefaults training;
+  BlockSpec block;        // [model]
+  std::int64_t heads = 0;  // [model] heads; 0: the reference's rule (models.md §2)
+  TrainingSpec training;   // [training]; lr, warmup_steps and seed come from the grid per run
   std::vector<std::string> plugin_paths;  // [plugins] paths, resolved against the file's folder
   // [plugins.<name>] option values, validated against each plugin's schema when it is loaded.
   std::map<std::string, std::vector<std::pair<std::string, OptionValue>>> plugin_options;

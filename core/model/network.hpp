@@ -20,19 +20,10 @@
 #include <vector>
 
 #include "core/plugins/registry.hpp"
+#include "core/train/settings.hpp"
 
 namespace sb {
 
-enum class NormPlacement { kPost, kPre };
-enum class NormKind { kLayerNorm, kRMSNorm };
-
-struct BlockSpec {
-  NormPlacement placement = NormPlacement::kPost;
-  NormKind norm = NormKind::kLayerNorm;
-  bool mlp = false;            // a SwiGLU MLP block after each mixer
-  std::int64_t mlp_expansion = 4;  // hidden width = expansion · D
-  double dropout = 0.2;
-};
 
 struct LayerSpec {
   std::shared_ptr<const LoadedPlugin> plugin;

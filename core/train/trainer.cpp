@@ -205,215 +205,332 @@ void load_model_checkpoint(Network& network, const std::string& path) {
   load_checkpoint(path, network, nullptr);
 }
 
-RunOutcome train(Network& network, const Dataset& train_set, const Dataset& test_set,
-                 const TrainingSpec& spec, const std::string& run_dir,
-                 const TrainCallbacks& cb) {
-  auto log = [&](const std::string& m) {
-    if (cb.log) cb.log(m);
-  };
-  const torch::Device device = parse_device(spec.device);
-  const torch::ScalarType dtype = resolve_dtype(spec, network->spec(), device);
-  network->to(device, dtype);
+namespace {
 
-  const std::int64_t B = spec.batch_size;
-  if (train_set.size() < B) {
-    throw std::runtime_error("the training set has " + std::to_string(train_set.size()) +
-                             " samples, fewer than one batch of " + std::to_string(B));
-  }
-  const std::int64_t per_pass = train_set.size() / B;
-  const std::int64_t total = spec.max_updates > 0 ? spec.max_updates : per_pass;
-
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(Network& network, const TrainingSpec& spec) {
   if (spec.optimizer == "adamw") {
-    optimizer = std::make_unique<torch::optim::AdamW>(
+    return std::make_unique<torch::optim::AdamW>(
         network->parameters(), torch::optim::AdamWOptions(spec.lr)
                                    .betas({spec.beta1, spec.beta2})
                                    .eps(spec.eps)
                                    .weight_decay(spec.weight_decay));
-  } else {
-    optimizer = std::make_unique<torch::optim::Adam>(
-        network->parameters(), torch::optim::AdamOptions(spec.lr)
-                                   .betas({spec.beta1, spec.beta2})
-                                   .eps(spec.eps)
-                                   .weight_decay(spec.weight_decay));
   }
-  auto set_lr = [&](double lr) {
-    for (auto& group : optimizer->param_groups()) {
-      if (spec.optimizer == "adamw") {
-        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-      } else {
-        static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+  return std::make_unique<torch::optim::Adam>(
+      network->parameters(), torch::optim::AdamOptions(spec.lr)
+                                 .betas({spec.beta1, spec.beta2})
+                                 .eps(spec.eps)
+                                 .weight_decay(spec.weight_decay));
+}
+
+void set_learning_rate(torch::optim::Optimizer& optimizer, const TrainingSpec& spec, double lr) {
+  for (auto& group : optimizer.param_groups()) {
+    if (spec.optimizer == "adamw") {
+      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    } else {
+      static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
+    }
+  }
+}
+
+// One training run in a run folder: the steps of train() below, with the state they share.
+class TrainLoop {
+ public:
+  TrainLoop(Network& network, const Dataset& train_set, const Dataset& test_set,
+            const TrainingSpec& spec, const std::string& run_dir, const TrainCallbacks& cb)
+      : network_(network),
+        train_set_(train_set),
+        test_set_(test_set),
+        spec_(spec),
+        cb_(cb),
+        device_(parse_device(spec.device)),
+        dtype_(resolve_dtype(spec, network->spec(), device_)),
+        last_path_((fs::path(run_dir) / "checkpoints" / "last.pt").string()),
+        best_path_((fs::path(run_dir) / "checkpoints" / "best.pt").string()),
+        metrics_path_((fs::path(run_dir) / "metrics.jsonl").string()),
+        call_start_(std::chrono::steady_clock::now()) {
+    fs::create_directories(fs::path(run_dir) / "checkpoints");
+  }
+
+  RunOutcome run() {
+    network_->to(device_, dtype_);
+    plan_updates();
+    optimizer_ = make_optimizer(network_, spec_);
+    resume_or_start();
+    for (std::int64_t k = meta_.update; k < total_; ++k) {
+      if (!update(k)) return diverged(k);
+      if (cb_.progress) cb_.progress(k + 1, total_);
+      if (due_for_evaluation(k)) evaluate_and_checkpoint(k);
+      switch (cb_.should_stop ? cb_.should_stop() : StopRequest::kNone) {
+        case StopRequest::kNone: break;
+        case StopRequest::kCheckpoint: return interrupted(k);
+        case StopRequest::kAbandon: return stopped("abandoned", k);
       }
     }
-  };
-
-  fs::create_directories(fs::path(run_dir) / "checkpoints");
-  const std::string last_path = (fs::path(run_dir) / "checkpoints" / "last.pt").string();
-  const std::string best_path = (fs::path(run_dir) / "checkpoints" / "best.pt").string();
-  const std::string metrics_path = (fs::path(run_dir) / "metrics.jsonl").string();
-
-  CheckpointMeta meta;
-  meta.grad_accumulation = spec.grad_accumulation > 0 ? spec.grad_accumulation : 1;
-  RunOutcome out;
-  if (fs::exists(last_path)) {
-    meta = load_checkpoint(last_path, network, optimizer.get());
-    network->to(device, dtype);
-    truncate_metrics(metrics_path, meta.update);
-    out.resumed = true;
-    out.resumed_from = meta.update;
-    log("resuming from " + last_path + " at update " + std::to_string(meta.update));
-  } else if (fs::exists(metrics_path)) {
-    fs::remove(metrics_path);
+    return finished();
   }
-  network->train();
-  if (meta.eval_mode) network->eval();
 
-  double window_loss = 0, window_acc = 0;
-  std::int64_t window_updates = 0;
-  auto train_start = std::chrono::steady_clock::now();
-  double train_seconds = meta.train_seconds;
-  std::int64_t tokens = meta.tokens;
-  const bool count_padded = train_set.spec().protocol == Protocol::kReference;
+ private:
+  void log(const std::string& m) const {
+    if (cb_.log) cb_.log(m);
+  }
 
-  for (std::int64_t k = meta.update; k < total; ++k) {
+  void plan_updates() {
+    const std::int64_t B = spec_.batch_size;
+    if (train_set_.size() < B) {
+      throw std::runtime_error("the training set has " + std::to_string(train_set_.size()) +
+                               " samples, fewer than one batch of " + std::to_string(B));
+    }
+    per_pass_ = train_set_.size() / B;
+    total_ = spec_.max_updates > 0 ? spec_.max_updates : per_pass_;
+  }
+
+  // From the last checkpoint when there is one (metrics lines after it are dropped: the resumed
+  // run writes them again), else from scratch.
+  void resume_or_start() {
+    meta_.grad_accumulation = spec_.grad_accumulation > 0 ? spec_.grad_accumulation : 1;
+    if (fs::exists(last_path_)) {
+      meta_ = load_checkpoint(last_path_, network_, optimizer_.get());
+      network_->to(device_, dtype_);
+      truncate_metrics(metrics_path_, meta_.update);
+      out_.resumed = true;
+      out_.resumed_from = meta_.update;
+      log("resuming from " + last_path_ + " at update " + std::to_string(meta_.update));
+    } else if (fs::exists(metrics_path_)) {
+      fs::remove(metrics_path_);
+    }
+    network_->train();
+    if (meta_.eval_mode) network_->eval();
+    train_seconds_ = meta_.train_seconds;
+    tokens_ = meta_.tokens;
+    interval_start_ = std::chrono::steady_clock::now();
+  }
+
+  // Update k (0-based): forward and backward over its micro-batches, clipping, the optimiser
+  // step. On CUDA with grad_accumulation = 0, an out-of-memory error doubles the micro-batches and
+  // retries the update. False when the loss is not finite.
+  bool update(std::int64_t k) {
     // Dropout draws are a function of (seed, update): a resumed run continues identically.
-    torch::manual_seed(mix64(spec.seed * kGolden + static_cast<std::uint64_t>(k)));
-    const double f = spec.reference_quirks ? lr_factor(spec, k, total) : lr_factor(spec, k + 1, total);
-    set_lr(spec.lr * f);
-    const std::int64_t first = (k * B);
-    const std::uint64_t epoch = static_cast<std::uint64_t>(first / (per_pass * B));
-
-    double last_loss = 0, last_acc = 0;
+    torch::manual_seed(mix64(spec_.seed * kGolden + static_cast<std::uint64_t>(k)));
+    lr_factor_ = spec_.reference_quirks ? lr_factor(spec_, k, total_)
+                                        : lr_factor(spec_, k + 1, total_);
+    set_learning_rate(*optimizer_, spec_, spec_.lr * lr_factor_);
     while (true) {
       try {
-        const auto parts = split_indices(first % (per_pass * B), B, meta.grad_accumulation,
-                                         train_set.size());
-        optimizer->zero_grad();
-        for (std::size_t p = 0; p < parts.size(); ++p) {
-          const Batch batch = to_device(make_batch(train_set, parts[p], epoch), device);
-          const torch::Tensor logits =
-              network->forward(batch.inputs.to(dtype)).to(torch::kFloat32);  // [B, T, C]
-          const torch::Tensor loss = masked_cross_entropy(logits, batch);
-          const double value = loss.item<double>();
-          if (!std::isfinite(value)) {
-            out.status = "diverged";
-            out.message = "loss is " + std::to_string(value) + " at update " +
-                          std::to_string(k + 1) + "; the last checkpoint (update " +
-                          std::to_string(meta.update) + ") is kept";
-            log(out.message);
-            out.updates = k;
-            out.best_accuracy = meta.best_accuracy;
-            out.best_update = meta.best_update;
-            out.grad_accumulation = meta.grad_accumulation;
-            return out;
-          }
-          const torch::Tensor scaled =
-              spec.reference_quirks ? loss : loss / static_cast<double>(parts.size());
-          scaled.backward();
-          tokens += batch.lengths.sum().item<std::int64_t>();
-          if (p + 1 == parts.size()) {
-            last_loss = value;
-            last_acc = element_accuracy(logits.detach(), batch, count_padded).value();
-          }
-        }
+        if (!forward_backward(k)) return false;
         break;
       } catch (const std::exception& e) {
-        if (spec.grad_accumulation != 0 || !device.is_cuda() || !is_out_of_memory(e) ||
-            B / (meta.grad_accumulation * 2) < 1) {
-          throw;
-        }
-        optimizer->zero_grad();
+        if (!may_retry_smaller(e)) throw;
+        optimizer_->zero_grad();
         compat::empty_device_cache();
-        meta.grad_accumulation *= 2;
+        meta_.grad_accumulation *= 2;
         log("out of memory: gradient accumulation raised to " +
-            std::to_string(meta.grad_accumulation) + " micro-batches of " +
-            std::to_string(B / meta.grad_accumulation));
+            std::to_string(meta_.grad_accumulation) + " micro-batches of " +
+            std::to_string(spec_.batch_size / meta_.grad_accumulation));
       }
     }
-    if (spec.clip_norm > 0) torch::nn::utils::clip_grad_norm_(network->parameters(), spec.clip_norm);
-    optimizer->step();
-    window_loss += last_loss;
-    window_acc += last_acc;
-    ++window_updates;
-    if (cb.progress) cb.progress(k + 1, total);
-
-    const bool periodic = (k + 1) % spec.eval_every == 0;
-    const bool final = k + 1 == total && !spec.reference_quirks;
-    if (periodic || final) {
-      train_seconds +=
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
-      const EvalResult ev = evaluate(network, test_set, static_cast<std::uint64_t>(meta.evaluations),
-                                     spec.eval_batch_size, device, dtype);
-      meta.evaluations += 1;
-      meta.eval_seconds += ev.seconds;
-      if (spec.reference_quirks) {
-        network->eval();  // quirk: never put back into training mode (models.md §3.3.3)
-        meta.eval_mode = true;
-      }
-      nlohmann::json line = {
-          {"update", k + 1},
-          {"lr", spec.lr * f},
-          {"train_loss", window_loss / static_cast<double>(window_updates)},
-          {"train_acc", window_acc / static_cast<double>(window_updates)},
-          {"test_loss", ev.loss},
-          {"test_acc", ev.accuracy},
-          {"train_seconds", train_seconds},
-          {"tokens_per_s", train_seconds > 0 ? static_cast<double>(tokens) / train_seconds : 0.0},
-      };
-      if (ev.kl >= 0) line["test_kl"] = ev.kl;
-      append_line(metrics_path, line.dump());
-      window_loss = window_acc = 0;
-      window_updates = 0;
-      meta.update = k + 1;
-      meta.train_seconds = train_seconds;
-      meta.tokens = tokens;
-      out.final_eval = ev;
-      if (ev.accuracy > meta.best_accuracy) {
-        meta.best_accuracy = ev.accuracy;
-        meta.best_update = k + 1;
-        save_checkpoint(best_path, network, nullptr, meta);
-      }
-      save_checkpoint(last_path, network, optimizer.get(), meta);
-      if (cb.log) {
-        std::ostringstream m;
-        m.precision(4);
-        m << "update " << k + 1 << "/" << total << ": test_acc " << ev.accuracy << ", test_loss "
-          << ev.loss << ", train_loss " << line["train_loss"].get<double>();
-        log(m.str());
-      }
-      train_start = std::chrono::steady_clock::now();
+    if (spec_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(network_->parameters(), spec_.clip_norm);
+    optimizer_->step();
+    if (out_.seconds_to_first_update < 0) {
+      out_.seconds_to_first_update =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - call_start_).count();
     }
+    return true;
   }
-  if (out.final_eval.samples == 0) {
-    // Nothing evaluated in this call: a run resumed after its last evaluation, or one shorter than
-    // eval_every. The summary reports the last logged evaluation, as the reference's last logged
-    // test_acc; without one, the model as it is now.
-    std::ifstream in(metrics_path);
+
+  bool may_retry_smaller(const std::exception& e) const {
+    return spec_.grad_accumulation == 0 && device_.is_cuda() && is_out_of_memory(e) &&
+           spec_.batch_size / (meta_.grad_accumulation * 2) >= 1;
+  }
+
+  bool forward_backward(std::int64_t k) {
+    const std::int64_t B = spec_.batch_size;
+    const std::int64_t first = k * B;
+    const auto epoch = static_cast<std::uint64_t>(first / (per_pass_ * B));
+    const bool count_padded = train_set_.spec().protocol == Protocol::kReference;
+    const auto parts =
+        split_indices(first % (per_pass_ * B), B, meta_.grad_accumulation, train_set_.size());
+    optimizer_->zero_grad();
+    for (std::size_t p = 0; p < parts.size(); ++p) {
+      const Batch batch = to_device(make_batch(train_set_, parts[p], epoch), device_);
+      const torch::Tensor logits =
+          network_->forward(batch.inputs.to(dtype_)).to(torch::kFloat32);  // [B, T, C]
+      const torch::Tensor loss = masked_cross_entropy(logits, batch);
+      const double value = loss.item<double>();
+      if (!std::isfinite(value)) {
+        diverged_loss_ = value;
+        return false;
+      }
+      // The reference sums micro-batch gradients; the sane way averages them.
+      const torch::Tensor scaled =
+          spec_.reference_quirks ? loss : loss / static_cast<double>(parts.size());
+      scaled.backward();
+      tokens_ += batch.lengths.sum().item<std::int64_t>();
+      if (p + 1 == parts.size()) {
+        window_loss_ += value;
+        window_acc_ += element_accuracy(logits.detach(), batch, count_padded).value();
+        ++window_updates_;
+      }
+    }
+    return true;
+  }
+
+  bool due_for_evaluation(std::int64_t k) const {
+    const bool periodic = (k + 1) % spec_.eval_every == 0;
+    const bool final = k + 1 == total_ && !spec_.reference_quirks;
+    return periodic || final;
+  }
+
+  // Evaluates on the test set, appends the metrics line, then writes the best checkpoint (when the
+  // accuracy improved) and the last one. The metrics line comes first: a run killed between the two
+  // resumes from the previous checkpoint, drops the line and writes it again, never twice.
+  void evaluate_and_checkpoint(std::int64_t k) {
+    close_interval();
+    const EvalResult ev = evaluate(network_, test_set_, static_cast<std::uint64_t>(meta_.evaluations),
+                                   spec_.eval_batch_size, device_, dtype_);
+    meta_.evaluations += 1;
+    meta_.eval_seconds += ev.seconds;
+    if (spec_.reference_quirks) {
+      network_->eval();  // quirk: never put back into training mode (models.md §3.3.3)
+      meta_.eval_mode = true;
+    }
+    nlohmann::json line = {
+        {"update", k + 1},
+        {"lr", spec_.lr * lr_factor_},
+        {"train_loss", window_updates_ ? window_loss_ / static_cast<double>(window_updates_) : 0.0},
+        {"train_acc", window_updates_ ? window_acc_ / static_cast<double>(window_updates_) : 0.0},
+        {"test_loss", ev.loss},
+        {"test_acc", ev.accuracy},
+        {"train_seconds", train_seconds_},
+        {"tokens_per_s", train_seconds_ > 0 ? static_cast<double>(tokens_) / train_seconds_ : 0.0},
+    };
+    if (ev.kl >= 0) line["test_kl"] = ev.kl;
+    append_line(metrics_path_, line.dump());
+    window_loss_ = window_acc_ = 0;
+    window_updates_ = 0;
+    out_.final_eval = ev;
+    if (ev.accuracy > meta_.best_accuracy) {
+      meta_.best_accuracy = ev.accuracy;
+      meta_.best_update = k + 1;
+      save_checkpoint(best_path_, network_, nullptr, checkpoint_meta(k));
+    }
+    save_checkpoint(last_path_, network_, optimizer_.get(), checkpoint_meta(k));
+    std::ostringstream m;
+    m.precision(4);
+    m << "update " << k + 1 << "/" << total_ << ": test_acc " << ev.accuracy << ", test_loss "
+      << ev.loss << ", train_loss " << line["train_loss"].get<double>();
+    log(m.str());
+    if (cb_.evaluated) cb_.evaluated(k + 1, total_, line);
+    interval_start_ = std::chrono::steady_clock::now();
+  }
+
+  // Adds the training time since the last evaluation (or start) to the run's total.
+  void close_interval() {
+    train_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - interval_start_).count();
+    interval_start_ = std::chrono::steady_clock::now();
+  }
+
+  CheckpointMeta checkpoint_meta(std::int64_t k) {
+    meta_.update = k + 1;
+    meta_.train_seconds = train_seconds_;
+    meta_.tokens = tokens_;
+    return meta_;
+  }
+
+  RunOutcome diverged(std::int64_t k) {
+    out_.status = "diverged";
+    out_.message = "loss is " + std::to_string(diverged_loss_) + " at update " +
+                   std::to_string(k + 1) + "; the last checkpoint (update " +
+                   std::to_string(meta_.update) + ") is kept";
+    log(out_.message);
+    return stopped("diverged", k);
+  }
+
+  // Stopped on request after update k: the last checkpoint is written at k + 1 (unless an
+  // evaluation just wrote it), so that the run resumes exactly there.
+  RunOutcome interrupted(std::int64_t k) {
+    if (meta_.update != k + 1) {
+      close_interval();
+      save_checkpoint(last_path_, network_, optimizer_.get(), checkpoint_meta(k));
+    }
+    out_.message = "stopped after update " + std::to_string(k + 1) + " of " +
+                   std::to_string(total_) + "; checkpointed, resumes there";
+    log(out_.message);
+    return stopped("interrupted", k + 1);
+  }
+
+  RunOutcome stopped(const std::string& status, std::int64_t updates) {
+    out_.status = status;
+    out_.updates = updates;
+    out_.best_accuracy = meta_.best_accuracy;
+    out_.best_update = meta_.best_update;
+    out_.grad_accumulation = meta_.grad_accumulation;
+    return out_;
+  }
+
+  RunOutcome finished() {
+    if (out_.final_eval.samples == 0) report_last_logged_evaluation();
+    out_.status = "finished";
+    out_.updates = total_;
+    out_.best_accuracy = meta_.best_accuracy;
+    out_.best_update = meta_.best_update;
+    out_.train_seconds = meta_.train_seconds;
+    out_.eval_seconds = meta_.eval_seconds;
+    out_.tokens_per_second =
+        meta_.train_seconds > 0 ? static_cast<double>(meta_.tokens) / meta_.train_seconds : 0;
+    out_.grad_accumulation = meta_.grad_accumulation;
+    return out_;
+  }
+
+  // Nothing evaluated in this call: a run resumed after its last evaluation, or one shorter than
+  // eval_every. The summary reports the last logged evaluation, as the reference's last logged
+  // test_acc; without one, the model as it is now.
+  void report_last_logged_evaluation() {
+    std::ifstream in(metrics_path_);
     std::string line, last;
     while (std::getline(in, line)) {
       if (!line.empty()) last = line;
     }
     if (!last.empty()) {
       const auto j = nlohmann::json::parse(last);
-      out.final_eval.loss = j.at("test_loss").get<double>();
-      out.final_eval.accuracy = j.at("test_acc").get<double>();
-      out.final_eval.kl = j.value("test_kl", -1.0);
-      out.final_eval.samples = test_set.size();
+      out_.final_eval.loss = j.at("test_loss").get<double>();
+      out_.final_eval.accuracy = j.at("test_acc").get<double>();
+      out_.final_eval.kl = j.value("test_kl", -1.0);
+      out_.final_eval.samples = test_set_.size();
     } else {
-      out.final_eval = evaluate(network, test_set, static_cast<std::uint64_t>(meta.evaluations),
-                                spec.eval_batch_size, device, dtype);
-      meta.best_accuracy = std::max(meta.best_accuracy, out.final_eval.accuracy);
+      out_.final_eval = evaluate(network_, test_set_, static_cast<std::uint64_t>(meta_.evaluations),
+                                 spec_.eval_batch_size, device_, dtype_);
+      meta_.best_accuracy = std::max(meta_.best_accuracy, out_.final_eval.accuracy);
     }
   }
-  out.status = "finished";
-  out.updates = total;
-  out.best_accuracy = meta.best_accuracy;
-  out.best_update = meta.best_update;
-  out.train_seconds = meta.train_seconds;
-  out.eval_seconds = meta.eval_seconds;
-  out.tokens_per_second = meta.train_seconds > 0 ? static_cast<double>(meta.tokens) / meta.train_seconds : 0;
-  out.grad_accumulation = meta.grad_accumulation;
-  return out;
+
+  Network& network_;
+  const Dataset& train_set_;
+  const Dataset& test_set_;
+  const TrainingSpec& spec_;
+  const TrainCallbacks& cb_;
+  const torch::Device device_;
+  const torch::ScalarType dtype_;
+  const std::string last_path_, best_path_, metrics_path_;
+  const std::chrono::steady_clock::time_point call_start_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::int64_t per_pass_ = 0, total_ = 0;
+  CheckpointMeta meta_;
+  RunOutcome out_;
+  double lr_factor_ = 0;
+  double window_loss_ = 0, window_acc_ = 0;
+  std::int64_t window_updates_ = 0;
+  double train_seconds_ = 0;
+  std::int64_t tokens_ = 0;
+  double diverged_loss_ = 0;
+  std::chrono::steady_clock::time_point interval_start_;
+};
+
+}  // namespace
+
+RunOutcome train(Network& network, const Dataset& train_set, const Dataset& test_set,
+                 const TrainingSpec& spec, const std::string& run_dir, const TrainCallbacks& cb) {
+  return TrainLoop(network, train_set, test_set, spec, run_dir, cb).run();
 }
 
 }  // namespace sb

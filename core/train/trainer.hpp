@@ -18,35 +18,17 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
 #include "core/data/dataset.hpp"
 #include "core/model/network.hpp"
 #include "core/tensor/metrics.hpp"
+#include "core/train/settings.hpp"
 
 namespace sb {
 
-struct TrainingSpec {
-  std::int64_t batch_size = 64;
-  std::string optimizer = "adam";  // adam | adamw
-  double lr = 1e-3;
-  double weight_decay = 0.0;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  std::string schedule = "cosine";  // cosine (linear warmup, cosine to 0) | constant (after warmup)
-  std::int64_t warmup_steps = 476;
-  std::int64_t max_updates = 0;  // 0: one pass over the training set
-  double clip_norm = 1.0;        // 0: no clipping
-  std::int64_t grad_accumulation = 1;  // micro-batches per update; 0: start at 1, double on CUDA OOM
-  std::int64_t eval_every = 78;        // updates between evaluations
-  std::int64_t eval_batch_size = 50;
-  bool reference_quirks = false;
-  std::string device = "cpu";  // cpu | cuda | cuda:N
-  std::string dtype = "auto";  // auto | float32 | bfloat16
-  std::uint64_t seed = 1;      // parameter init and dropout
-};
 
 // Learning-rate factor f(s) of update s (0-based): s/W during warmup, then cosine to 0 at S.
 double lr_factor(const TrainingSpec& spec, std::int64_t s, std::int64_t total_updates);
@@ -67,7 +49,9 @@ EvalResult evaluate(Network& network, const Dataset& data, std::uint64_t epoch,
                     const std::function<void(std::int64_t, std::int64_t)>& progress = {});
 
 struct RunOutcome {
-  std::string status;  // "finished" | "diverged"
+  // "finished" | "diverged" | "interrupted" (checkpointed on request, resumable) | "abandoned"
+  // (stopped without writing anything: another worker owns the run now)
+  std::string status;
   std::string message;
   std::int64_t updates = 0;
   EvalResult final_eval;
@@ -76,14 +60,26 @@ struct RunOutcome {
   double train_seconds = 0;
   double eval_seconds = 0;
   double tokens_per_second = 0;  // training steps (time steps, not samples) per second
+  double seconds_to_first_update = -1;  // from the call to the end of its first update; -1: none
   std::int64_t grad_accumulation = 1;
   bool resumed = false;
   std::int64_t resumed_from = 0;
 };
 
+// Asked after every update: go on, or stop.
+enum class StopRequest {
+  kNone,
+  kCheckpoint,  // write the last checkpoint at this update, then return "interrupted"
+  kAbandon,     // return "abandoned" at once and write nothing
+};
+
 struct TrainCallbacks {
   std::function<void(std::int64_t update, std::int64_t total)> progress;
   std::function<void(const std::string&)> log;
+  // After each evaluation: the metrics line as written to metrics.jsonl.
+  std::function<void(std::int64_t update, std::int64_t total, const nlohmann::json& metrics)>
+      evaluated;
+  std::function<StopRequest()> should_stop;
 };
 
 // The device and dtype a run uses: "auto" is the first layer plugin's CUDA dtype on CUDA, float32

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -21,7 +22,13 @@ void write_file_atomically(const std::string& path,
     throw std::runtime_error("cannot create folder " + target.parent_path().string() + ": " +
                              ec.message());
   }
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // Unique per host, process and call: workers on several hosts share folders over NFS, and two
+  // threads of one process may write the same file.
+  static std::atomic<unsigned> counter{0};
+  char host[64] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  const std::string tmp = path + ".tmp." + host + "." + std::to_string(::getpid()) + "." +
+                          std::to_string(counter.fetch_add(1));
   try {
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);

@@ -1,5 +1,7 @@
 #include "core/util/parallel.hpp"
 
+#include "core/util/host.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,7 +12,8 @@
 
 namespace sb {
 
-int hardware_threads() { return std::max(1U, std::thread::hardware_concurrency()); }
+// The CPUs this process may use (affinity, Slurm), not every core of the machine.
+int hardware_threads() { return default_thread_count(); }
 
 void parallel_for(std::int64_t count, int threads, std::int64_t chunk,
                   const std::function<void(std::int64_t, std::int64_t)>& body,

@@ -6,7 +6,8 @@
 
 namespace sb {
 
-// Number of hardware threads (at least 1).
+// The default thread count: the CPUs this process may run on (sched_getaffinity), capped by
+// SLURM_CPUS_PER_TASK; at least 1 (core/util/host.hpp).
 int hardware_threads();
 
 // Calls body(begin, end) on disjoint ranges covering [0, count), from `threads` threads (0 = all

@@ -1,0 +1,47 @@
+// The settings of a run's network block and training, as plain values. The benchmark reader fills
+// them directly from [model] and [training]; a run takes a copy and sets its own grid values
+// (learning rate, warmup, seed). No LibTorch here: the config library includes it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace sb {
+
+enum class NormPlacement { kPost, kPre };
+enum class NormKind { kLayerNorm, kRMSNorm };
+
+// One layer of the network around its mixer ([model] of a benchmark file).
+struct BlockSpec {
+  NormPlacement placement = NormPlacement::kPost;
+  NormKind norm = NormKind::kLayerNorm;
+  bool mlp = false;                // a SwiGLU MLP block after each mixer
+  std::int64_t mlp_expansion = 4;  // hidden width = expansion · D
+  double dropout = 0.2;
+};
+
+// [training] of a benchmark file; lr, warmup_steps and seed are set per run from the grid.
+struct TrainingSpec {
+  std::int64_t batch_size = 64;
+  std::string optimizer = "adam";  // adam | adamw
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  std::string schedule = "cosine";  // cosine (linear warmup, cosine to 0) | constant (after warmup)
+  std::int64_t warmup_steps = 476;
+  std::int64_t max_updates = 0;        // 0: one pass over the training set
+  double clip_norm = 1.0;              // 0: no clipping
+  std::int64_t grad_accumulation = 1;  // micro-batches per update; 0: start at 1, double on CUDA OOM
+  std::int64_t eval_every = 78;        // updates between evaluations
+  std::int64_t eval_batch_size = 50;
+  bool reference_quirks = false;
+  std::string device = "cpu";  // cpu | cuda | cuda:N
+  std::string dtype = "auto";  // auto | float32 | bfloat16
+  std::uint64_t seed = 1;      // parameter init and dropout
+  std::int64_t threads = 0;    // CPU threads; 0: the CPUs this process may use
+  std::string cache_dir;       // data cache folder; empty: none
+};
+
+}  // namespace sb
