@@ -7,7 +7,10 @@
 # Headers that machine lacks (toml++, CLI11, nlohmann-json, spdlog/fmt, GoogleTest sources) are
 # taken from third_party_device/ when present (README "Building against LibTorch 2.x").
 # GPU_CHECK_BENCH=0 skips the training benchmark; GPU_CHECK_TESTS=0 runs only the CUDA tests and the
-# out-of-tree test instead of the whole suite; GPU_CHECK_PLUGINS="a b" checks only those plugins.
+# out-of-tree test instead of the whole suite, GPU_CHECK_TESTS=REGEX the tests matching it;
+# GPU_CHECK_PLUGINS="a b" checks only those plugins ("none": none); GPU_CHECK_QUICKSTART=0 skips
+# the quickstart; GPU_CHECK_PACKING=1 adds the sweep-packing benchmark (bench_packing, K workers
+# on one GPU) and GPU_CHECK_ONLY_BUILD=1 stops after the build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-out/gpu}"
@@ -33,15 +36,20 @@ step build
 tail -3 "$OUT/build.log"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
+[ "${GPU_CHECK_ONLY_BUILD:-0}" = 1 ] && exit 0
+
 step ctest
 if [ "${GPU_CHECK_TESTS:-1}" = 1 ]; then
   ctest --test-dir build-gpu -j 8 --timeout 600 > "$OUT/ctest.log" 2>&1
-else  # only what needs the GPU, and the installed-SDK path
+elif [ "${GPU_CHECK_TESTS:-1}" = 0 ]; then  # only what needs the GPU, and the installed-SDK path
   ctest --test-dir build-gpu -j 4 -R "Cuda|out_of_tree" --timeout 600 > "$OUT/ctest.log" 2>&1
+else
+  ctest --test-dir build-gpu -j 8 -R "$GPU_CHECK_TESTS" --timeout 600 > "$OUT/ctest.log" 2>&1
 fi
 grep -E "tests passed|Failed|\*\*\*|Skipped" "$OUT/ctest.log" | head -30
 
 plugins=${GPU_CHECK_PLUGINS:-$(ls build-gpu/plugins | sed -n 's/^libsb_\(.*\)\.so$/\1/p')}
+[ "$plugins" = none ] && plugins=""
 for dtype in float32 bfloat16; do
   for p in $plugins; do
     step "check-plugin $p --device cuda --dtype $dtype"
@@ -50,8 +58,16 @@ for dtype in float32 bfloat16; do
   done
 done
 
-step "quickstart on CUDA"
-( time build-gpu/selectivbench run configs/quickstart.toml --device cuda --out "$OUT/quickstart" ) 2>&1 | tail -8
+if [ "${GPU_CHECK_QUICKSTART:-1}" = 1 ]; then
+  step "quickstart on CUDA"
+  ( time build-gpu/selectivbench run configs/quickstart.toml --device cuda --out "$OUT/quickstart" ) 2>&1 | tail -8
+fi
+
+if [ "${GPU_CHECK_PACKING:-0}" = 1 ]; then
+  step "bench_packing: K workers on one GPU"
+  build-gpu/bench/bench_packing --selectivbench build-gpu/selectivbench --work "$OUT/packing" \
+    ${GPU_CHECK_PACKING_ARGS:-} | tee "$OUT/bench_packing.txt"
+fi
 
 [ "${GPU_CHECK_BENCH:-1}" = 0 ] && exit 0
 for dtype in float32 bfloat16; do

@@ -13,6 +13,7 @@ packages=(
   libcli11-dev                              # command line
   nlohmann-json3-dev                        # JSON output, metadata, cache keys
   libgtest-dev                              # tests
+  jq                                        # the sweep tests read run summaries
   slurm-wlm munge                           # a single-node Slurm for the cluster test
   gnuplot-nox                               # figures of reports
 )
