@@ -5,8 +5,8 @@
 #   scripts/gpu_sweep.sh CONFIG SECONDS [run options...]
 #
 # The sweep works in out/sweep/<benchmark file name> (kept between calls on a machine that stays
-# up). On a fresh machine, finished runs carried in out/sweep-carry/<name> (a copy of an earlier
-# call's $OUT/runs) are put back first, so they are not trained again. When the time is up the
+# up). On a fresh machine, finished runs carried in out/sweep-carry/<name> (an earlier call's
+# $OUT/runs.tgz unpacked) are put back first, so they are not trained again. When the time is up the
 # sweep gets SIGTERM: the runs in flight write their checkpoint and the next call resumes them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,7 @@ echo "gpu_sweep: exit $code after $(( $(date +%s) - start )) s"
 grep -E "^sweep:" "$OUT/sweep.log" | tail -2
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
 
-# The light files of every run: summaries, configs, metrics, logs (no checkpoints, no claims).
-mkdir -p "$OUT/runs"
-tar -C "$work" --exclude=checkpoints --exclude=claims -cf - . | tar -C "$OUT/runs" -xf -
-echo "gpu_sweep: $(find "$OUT/runs" -name summary.json | wc -l) finished runs in \$OUT/runs"
+# The light files of every run: summaries, configs, metrics, logs (no checkpoints, no claims), as
+# one archive (the device tool brings back files only a few folders deep).
+tar -C "$work" --exclude=checkpoints --exclude=claims -czf "$OUT/runs.tgz" .
+echo "gpu_sweep: $(find "$work" -name summary.json | wc -l) finished runs in \$OUT/runs.tgz"

@@ -37,7 +37,14 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action);
 void add_check_plugin_command(CLI::App& app, std::function<int()>& action);
 void add_slurm_command(CLI::App& app, std::function<int()>& action);
 
+void add_collect_command(CLI::App& app, std::function<int()>& action);
+void add_report_command(CLI::App& app, std::function<int()>& action);
+
+// --plugin-path (repeatable), as every command that loads plugins spells it.
+void add_plugin_path_option(CLI::App& command, std::vector<std::string>& paths);
+
 // The command line as typed, recorded in every run's summary.json.
 void set_command_line(int argc, char** argv);
+const std::string& command_line();
 
 }  // namespace sb::cli

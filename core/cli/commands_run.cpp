@@ -37,13 +37,13 @@ std::vector<Override> parse_overrides(const std::vector<std::string>& texts) {
   return out;
 }
 
+}  // namespace
+
 void add_plugin_path_option(CLI::App& cmd, std::vector<std::string>& paths) {
   cmd.add_option("--plugin-path", paths,
                  "Folder searched for plugins first (repeatable; then [plugins] paths, "
                  "SELECTIVBENCH_PLUGIN_PATH, the installed and the build-tree folders)");
 }
-
-}  // namespace
 
 namespace {
 
@@ -205,7 +205,7 @@ int run_one_worker(const BenchmarkSpec& bench, const std::vector<RunPlan>& plans
     return exit_code_for_signal(result.stop_signal);
   }
   if (worker.empty() || worker.rfind("slurm-", 0) == 0) {
-    const std::string table = write_result_tables(out, result.rows);
+    const std::string table = write_result_tables(out, plans);
     if (worker.empty()) std::cout << "\n" << table;
     say("results: " + out + "/results.csv, " + out + "/results.md");
   }
@@ -218,6 +218,8 @@ int run_one_worker(const BenchmarkSpec& bench, const std::vector<RunPlan>& plans
 namespace {
 std::string g_command_line;  // recorded in every run's summary
 }  // namespace
+
+const std::string& command_line() { return g_command_line; }
 
 void set_command_line(int argc, char** argv) {
   g_command_line.clear();
@@ -321,17 +323,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
       claims.stale_seconds = o->sweep.claim_timeout;
       const auto tick = [&] { std::cout << count_sweep(plans, claims).line() << std::endl; };
       const int code = run_worker_processes(self_executable(), slots, child_args, tick, 60);
-      std::vector<nlohmann::json> rows;
-      for (const auto& plan : plans) {
-        std::ifstream in(std::filesystem::path(plan.dir) / "summary.json");
-        nlohmann::json r = in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json::object();
-        if (r.is_discarded() || r.empty()) {
-          r = {{"task", plan.task.display_name()}, {"model", plan.model}, {"width", plan.width},
-               {"status", "not run"}};
-        }
-        rows.push_back(r);
-      }
-      const std::string table = write_result_tables(out, rows);
+      const std::string table = write_result_tables(out, plans);
       std::cout << "\n" << table << "\nresults: " << out << "/results.csv, " << out << "/results.md\n";
       return code;
     };
@@ -441,6 +433,17 @@ void add_slurm_command(CLI::App& app, std::function<int()>& action) {
   });
 }
 
+namespace {
+// "task4[test.gap.duration=2.0]" -> "task4_test.gap.duration_2.0_": a file name for any condition.
+std::string evaluation_file_stem(const std::string& display_name) {
+  std::string out;
+  for (char c : display_name) {
+    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') ? c : '_';
+  }
+  return out.substr(0, 200);
+}
+}  // namespace
+
 void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
   auto* cmd = app.add_subcommand(
       "evaluate", "Evaluate a trained run's checkpoint on a task's test set (e.g. task 4)");
@@ -479,7 +482,16 @@ void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
       const auto r = evaluate_run_checkpoint(o->run_dir, task,
                                              plugin_search_path(o->plugin_paths, {}),
                                              o->checkpoint, o->device, o->batch_size);
-      std::cout << r.dump(2) << "\n";
+      // The record in the run folder, so that `collect` and `report` see the evaluation.
+      nlohmann::json record = r;
+      record["evaluated_at"] = iso_time(unix_seconds());
+      record["command_line"] = g_command_line;
+      const std::string file = (std::filesystem::path(o->run_dir) / "evaluations" /
+                                (evaluation_file_stem(task.display_name()) + "." + o->checkpoint + ".json"))
+                                   .string();
+      write_file_atomically(file, [&](std::ostream& out) { out << record.dump(2) << "\n"; });
+      record["record"] = file;
+      std::cout << record.dump(2) << "\n";
       return kExitOk;
     };
   });

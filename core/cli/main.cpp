@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   add_plugins_command(app, action);
   add_check_plugin_command(app, action);
   add_slurm_command(app, action);
+  add_collect_command(app, action);
+  add_report_command(app, action);
   set_command_line(argc, argv);
 
   // LibTorch starts with one intra-op thread here; use the CPUs this process may use (affinity,

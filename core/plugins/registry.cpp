@@ -318,4 +318,10 @@ std::string describe_taxonomy(const Taxonomy& t) {
          "; memory " + to_string(t.memory) + "; short conv " + (t.short_conv ? "yes" : "no");
 }
 
+nlohmann::json taxonomy_json(const Taxonomy& t) {
+  return {{"recurrence", to_string(t.recurrence)}, {"gate", to_string(t.gate)},
+          {"transition", to_string(t.transition)}, {"state", to_string(t.state_expansion)},
+          {"memory", to_string(t.memory)},         {"short_conv", t.short_conv}};
+}
+
 }  // namespace sb

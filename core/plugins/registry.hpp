@@ -11,6 +11,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -95,5 +96,9 @@ Options resolve_options(const PluginDescriptor& descriptor,
 
 // "linear, vector per channel gate, diagonal, matrix per head, constant memory, short conv"
 std::string describe_taxonomy(const Taxonomy& taxonomy);
+
+// The same as JSON, as run summaries record it and reports group models by it:
+// {"recurrence", "gate", "transition", "state", "memory", "short_conv"}.
+nlohmann::json taxonomy_json(const Taxonomy& taxonomy);
 
 }  // namespace sb

@@ -1,8 +1,6 @@
 #include "core/run/results.hpp"
 
 #include <filesystem>
-#include <iomanip>
-#include <sstream>
 
 #include "core/util/atomic_file.hpp"
 
@@ -11,51 +9,49 @@ namespace sb {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string write_result_tables(const std::string& out_dir, const std::vector<json>& runs) {
-  const std::vector<std::string> columns = {"task",  "model",    "width",      "layers",
-                                            "seed",  "lr",       "warmup",     "status",
-                                            "parameters", "test_acc", "best_acc", "test_loss",
-                                            "tokens_per_s", "wall_seconds"};
-  auto cell = [](const json& run, const std::string& c) -> std::string {
-    if (!run.contains(c) || run[c].is_null()) return "";
-    const json& v = run[c];
-    if (v.is_string()) return v.get<std::string>();
-    if (v.is_number_float()) {
-      std::ostringstream out;
-      if (c == "test_acc" || c == "best_acc" || c == "test_loss") {
-        out << std::fixed << std::setprecision(4) << v.get<double>();
-      } else if (c == "lr") {
-        out << v.get<double>();
-      } else {
-        out << std::fixed << std::setprecision(1) << v.get<double>();
-      }
-      return out.str();
-    }
-    return v.dump();
-  };
-  std::ostringstream csv, md;
-  for (std::size_t i = 0; i < columns.size(); ++i) csv << (i ? "," : "") << columns[i];
-  csv << "\n";
-  md << "|";
-  for (const auto& c : columns) md << " " << c << " |";
-  md << "\n|";
-  for (std::size_t i = 0; i < columns.size(); ++i) md << "---|";
-  md << "\n";
-  for (const auto& run : runs) {
-    md << "|";
-    for (std::size_t i = 0; i < columns.size(); ++i) {
-      std::string v = cell(run, columns[i]);
-      csv << (i ? "," : "") << (v.find(',') != std::string::npos ? "\"" + v + "\"" : v);
-      md << " " << v << " |";
-    }
-    csv << "\n";
-    md << "\n";
+namespace {
+
+json not_run_row(const RunPlan& plan) {
+  // The same columns as a collected row: start from a collected row's shape.
+  json row = json::object();
+  for (const auto& c : result_columns({})) row[c] = nullptr;
+  json axes = json::object();
+  for (const auto& [k, v] : plan.task.variant) axes[k] = axis_value(v);
+  row["axes"] = axes;
+  row["task"] = plan.task.name;
+  row["model"] = plan.model;
+  row["width"] = plan.width;
+  row["layers"] = plan.layers;
+  row["seed"] = plan.seed;
+  row["lr"] = plan.lr;
+  row["warmup"] = plan.warmup;
+  row["status"] = "not run";
+  row["kind"] = plan.trained_dir.empty() ? "trained" : "evaluated";
+  if (!plan.trained_dir.empty()) row["trained_run"] = plan.trained_dir;
+  row["dir"] = plan.dir;
+  return row;
+}
+
+}  // namespace
+
+ResultTable sweep_table(const std::vector<RunPlan>& plans) {
+  std::vector<json> rows;
+  for (const auto& plan : plans) {
+    auto folder_rows = rows_of_run_folder(plan.dir);
+    if (folder_rows.empty()) folder_rows.push_back(not_run_row(plan));
+    for (auto& r : folder_rows) rows.push_back(std::move(r));
   }
+  return make_result_table(std::move(rows));
+}
+
+std::string write_result_tables(const std::string& out_dir, const std::vector<RunPlan>& plans) {
+  const ResultTable table = sweep_table(plans);
+  const std::string md = format_markdown(table);
   write_file_atomically((fs::path(out_dir) / "results.csv").string(),
-                        [&](std::ostream& o) { o << csv.str(); });
+                        [&](std::ostream& o) { o << format_csv(table); });
   write_file_atomically((fs::path(out_dir) / "results.md").string(),
-                        [&](std::ostream& o) { o << md.str(); });
-  return md.str();
+                        [&](std::ostream& o) { o << md; });
+  return md;
 }
 
 }  // namespace sb

@@ -152,7 +152,8 @@ NetworkSpec network_spec(const ModelConfig& m, const Dataset& data,
       plugins.push_back({{"name", name},
                          {"version", plugin->descriptor.version},
                          {"file", plugin->path},
-                         {"fingerprint", describe_fingerprint(plugin->fingerprint)}});
+                         {"fingerprint", describe_fingerprint(plugin->fingerprint)},
+                         {"taxonomy", taxonomy_json(plugin->descriptor.taxonomy)}});
       if (plugin->descriptor.capabilities.reference_only && log) {
         log(LogLevel::kWarning, "plugin " + name + " has only a slow reference path");
       }

@@ -65,6 +65,13 @@ json evaluate_run_checkpoint(const std::string& run_dir, const TaskSpec& task,
   json out = {{"run", run_dir},
               {"checkpoint", checkpoint},
               {"task", task.display_name()},
+              {"task_name", task.name},
+              {"variant", task_json(task).at("variant")},
+              {"test_condition", task_json(task).at("test")},
+              {"device", device_name},
+              {"device_model", device_model(device_name)},
+              {"dtype", dtype_name(dtype)},
+              {"plugins", plugins},
               {"test_acc", r.accuracy},
               {"test_loss", r.loss},
               {"samples", r.samples},
@@ -138,6 +145,8 @@ json summary_head(const RunPlan& plan, const RunContext& ctx, double started) {
   return {{"benchmark", bench.name},
           {"benchmark_file", bench.source},
           {"task", plan.task.display_name()},
+          {"task_name", plan.task.name},
+          {"variant", task_json(plan.task).at("variant")},
           {"model", plan.model},
           {"width", plan.width},
           {"grid_width", plan.grid_width},
@@ -157,10 +166,11 @@ json summary_head(const RunPlan& plan, const RunContext& ctx, double started) {
           {"started_at", iso_time(started)}};
 }
 
-void write_summary(const fs::path& dir, json& summary, double started) {
+void write_summary(const fs::path& dir, json& summary, double started, double earlier_wall = 0) {
   const double now = unix_seconds();
   summary["finished_at"] = iso_time(now);
-  summary["wall_seconds"] = now - started;
+  summary["wall_seconds"] = earlier_wall + (now - started);
+  if (earlier_wall > 0) summary["wall_seconds_last_start"] = now - started;
   write_file_atomically((dir / "summary.json").string(),
                         [&](std::ostream& o) { o << summary.dump(2) << "\n"; });
 }
@@ -321,8 +331,26 @@ json execute_run(const RunPlan& plan, const RunContext& ctx) {
   if (cuda_index >= 0) summary["peak_device_memory_bytes"] = compat::peak_device_memory(cuda_index);
   summary["dtype"] = dtype_name(dtype);
   summary["plugins"] = plugins;
-  if (outcome.status == "interrupted" || outcome.status == "abandoned") return summary;
-  write_summary(dir, summary, started);
+  // Wall time over every start of the run: the earlier starts' (stopped by a signal) are kept in
+  // wall.json until the run is over. A start killed outright (kill -9, power) is not counted.
+  const fs::path wall_file = dir / "wall.json";
+  double earlier_wall = 0;
+  if (outcome.resumed && fs::exists(wall_file)) {
+    std::ifstream in(wall_file);
+    const json w = json::parse(in, nullptr, false);
+    if (!w.is_discarded()) earlier_wall = w.value("wall_seconds", 0.0);
+  }
+  if (outcome.status == "abandoned") return summary;
+  if (outcome.status == "interrupted") {
+    const double total = earlier_wall + (unix_seconds() - started);
+    write_file_atomically(wall_file.string(), [&](std::ostream& o) {
+      o << json{{"wall_seconds", total}}.dump() << "\n";
+    });
+    return summary;
+  }
+  write_summary(dir, summary, started, earlier_wall);
+  std::error_code ec;
+  fs::remove(wall_file, ec);
   return summary;
 }
 
