@@ -484,10 +484,17 @@ void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
                                              o->checkpoint, o->device, o->batch_size);
       // The record in the run folder, so that `collect` and `report` see the evaluation.
       nlohmann::json record = r;
+      // The test condition: the task's own sweep values and what --set changed (the data seed
+      // follows the trained run and is no condition).
+      for (const auto& ov : overrides) {
+        if (ov.key != "task.seed") record["variant"][ov.key] = ov.value;
+      }
+      std::string condition = task.name;  // one record per condition and checkpoint
+      for (const auto& [k, v] : record["variant"].items()) condition += "_" + k + "=" + v.get<std::string>();
       record["evaluated_at"] = iso_time(unix_seconds());
       record["command_line"] = g_command_line;
       const std::string file = (std::filesystem::path(o->run_dir) / "evaluations" /
-                                (evaluation_file_stem(task.display_name()) + "." + o->checkpoint + ".json"))
+                                (evaluation_file_stem(condition) + "." + o->checkpoint + ".json"))
                                    .string();
       write_file_atomically(file, [&](std::ostream& out) { out << record.dump(2) << "\n"; });
       record["record"] = file;

@@ -133,6 +133,7 @@ Aggregate aggregate_results(const ResultTable& table) {
   };
   std::map<std::string, TaskResults> tasks;
   std::vector<std::string> task_order;
+  std::map<std::string, std::size_t> trained_rows;
   std::map<std::tuple<std::string, std::string, int, std::int64_t, std::int64_t>, std::pair<Cell, Runs>>
       cells;
   for (const auto& row : table.rows) {
@@ -151,12 +152,14 @@ Aggregate aggregate_results(const ResultTable& table) {
     for (const auto& [k, v] : axes.items()) {
       if (std::find(t.axes.begin(), t.axes.end(), k) == t.axes.end()) t.axes.push_back(k);
     }
-    t.evaluated = t.evaluated || row.value("kind", std::string()) == "evaluated";
+    const bool evaluated = row.value("kind", std::string()) == "evaluated";
+    trained_rows[task] += evaluated ? 0 : 1;
     const std::string model = text_of(row.value("model", json()));
     const std::int64_t width = int_or(row.value("width", json()), 0);
     const std::int64_t layers = int_or(row.value("layers", json()), 0);
     if (std::find(t.widths.begin(), t.widths.end(), width) == t.widths.end()) t.widths.push_back(width);
-    auto& [cell, runs] = cells[{task, axes.dump(), rank[model], width, layers}];
+    auto& [cell, runs] = cells[{task, axes.dump() + (evaluated ? " evaluated" : ""), rank[model], width, layers}];
+    cell.evaluated = evaluated;
     cell.task = task;
     cell.axes = axes;
     cell.model = model;
@@ -198,6 +201,7 @@ Aggregate aggregate_results(const ResultTable& table) {
   }
   for (const auto& name : task_order) {
     TaskResults t = tasks[name];
+    t.evaluated = trained_rows[name] == 0;
     std::sort(t.widths.begin(), t.widths.end());
     // Conditions in the order of their values (numbers as numbers), not of their JSON text.
     std::stable_sort(t.cells.begin(), t.cells.end(), [&](const Cell& a, const Cell& b) {

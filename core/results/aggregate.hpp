@@ -44,6 +44,7 @@ struct Cell {
   nlohmann::json axes;  // the test condition: swept key -> value
   std::string model;
   std::int64_t width = 0, layers = 0;
+  bool evaluated = false;  // evaluations of trained models (their curves belong to the training)
   std::map<std::int64_t, double> best_per_seed;  // best final accuracy over lr × warmup
   std::map<std::int64_t, std::string> best_run;  // the run folder that gave it
   std::map<std::int64_t, double> grid_mean_per_seed;
@@ -55,7 +56,7 @@ struct Cell {
 struct TaskResults {
   std::string task;
   std::vector<std::string> axes;  // the swept keys this task's rows have
-  bool evaluated = false;         // rows are evaluations of another task's models (task 4)
+  bool evaluated = false;         // every row evaluates trained models (task 4): no training
   std::vector<std::int64_t> widths;
   std::vector<Cell> cells;        // ordered by axes, model group, model, width, layers
 };

@@ -364,6 +364,7 @@ std::vector<Figure> curve_figures(const Aggregate& agg, const TaskResults& t, st
   std::map<std::pair<std::string, std::int64_t>, Figure> figures;  // (condition, width)
   std::vector<std::pair<std::string, std::int64_t>> order;
   for (const auto& c : t.cells) {
+    if (c.evaluated) continue;
     const std::string cond = axes_label(c.axes);
     const auto key = std::make_pair(cond, c.width);
     if (!figures.count(key)) {
