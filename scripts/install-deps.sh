@@ -16,6 +16,7 @@ packages=(
   jq                                        # the sweep tests read run summaries
   slurm-wlm munge                           # a single-node Slurm for the cluster test
   gnuplot-nox                               # figures of reports
+  python3                                   # the results test parses CSV, JSONL and HTML
 )
 
 missing=()

@@ -147,7 +147,11 @@ std::string gnuplot_script(const Figure& f) {
       }
       g << ")\n";
     }
-    g << "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n";
+    if (f.kind == Figure::Kind::kCurves) {
+      g << "set xrange [0:*]\nset yrange [0:*]\n";  // from the start of training; accuracy ≥ 0
+    } else {
+      g << "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n";
+    }
     g << "plot ";
     for (std::size_t i = 0; i < f.series.size(); ++i) {
       g << (i ? ", \\\n     " : "") << data << " index " << i;

@@ -154,11 +154,11 @@ std::string render_html(const std::vector<Block>& blocks, const fs::path& figure
   std::ostringstream h;
   h << "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
     << "<meta charset=\"utf-8\"/>\n<title>selectivbench report</title>\n<style>\n"
-    << "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;"
+    << "body{font-family:system-ui,sans-serif;max-width:80em;margin:2em auto;padding:0 1em;"
        "color:#222;line-height:1.45}\n"
-    << "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\n"
+    << "div.wide{overflow-x:auto}\ntable{border-collapse:collapse;margin:1em 0;font-size:0.85em}\n"
     << "th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}\n"
-    << "th{background:#f3f3f3}\ntd.num{text-align:right;font-variant-numeric:tabular-nums}\n"
+    << "th{background:#f3f3f3}\ntd.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\n"
     << "figure{margin:1.5em 0}\nfigure svg{max-width:100%;height:auto}\n"
     << "figcaption{font-style:italic;color:#555}\ncode{background:#f3f3f3;padding:0 0.2em}\n"
     << "</style>\n</head>\n<body>\n";
@@ -174,7 +174,7 @@ std::string render_html(const std::vector<Block>& blocks, const fs::path& figure
         h << "</ul>\n";
         break;
       case Block::Kind::kTable:
-        h << "<table>\n<thead><tr>";
+        h << "<div class=\"wide\">\n<table>\n<thead><tr>";
         for (const auto& c : b.table.header) h << "<th>" << html_escape(c) << "</th>";
         h << "</tr></thead>\n<tbody>\n";
         for (const auto& row : b.table.rows) {
@@ -189,7 +189,7 @@ std::string render_html(const std::vector<Block>& blocks, const fs::path& figure
           }
           h << "</tr>\n";
         }
-        h << "</tbody>\n</table>\n";
+        h << "</tbody>\n</table>\n</div>\n";
         break;
       case Block::Kind::kFigure:
         h << "<figure id=\"" << html_escape(b.figure) << "\">\n"
@@ -420,7 +420,7 @@ DocTable task_table(const Aggregate& agg, const TaskResults& t) {
   table.header = {"model", "group", "recurrence", "gate", "transition", "memory"};
   for (const auto& a : t.axes) table.header.push_back(a);
   for (const char* h : {"width", "layers", "parameters", "state per layer",
-                        "best over lr × warmup (mean ± sd, seeds)", "mean over the grid (mean ± sd, seeds)",
+                        "best over lr × warmup: mean ± sd (seeds)", "mean over the grid: mean ± sd (seeds)",
                         "runs"}) {
     table.header.push_back(h);
   }

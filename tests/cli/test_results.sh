@@ -141,8 +141,8 @@ for r in rows:
 checked = 0
 for table in root.iter("{%s}table" % ns["h"]):
     header = [th.text for th in table.iter("{%s}th" % ns["h"])]
-    if "best over lr × warmup (mean ± sd, seeds)" not in header: continue
-    col = header.index("best over lr × warmup (mean ± sd, seeds)")
+    if "best over lr × warmup: mean ± sd (seeds)" not in header: continue
+    col = header.index("best over lr × warmup: mean ± sd (seeds)")
     for tr in table.find("h:tbody", ns):
         cells = list(tr)
         text = [c.text or "" for c in cells]
