@@ -1,5 +1,7 @@
 #include "core/run/claim.hpp"
 
+#include <atomic>
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -133,7 +135,11 @@ std::unique_ptr<RunClaim> RunClaim::try_take(const std::string& run_dir,
     // Write the whole claim to a private file, then link it to its number: link() never replaces,
     // so exactly one of the workers racing for this number gets it.
     const fs::path target = claim_path(run_dir, mine.number);
-    const std::string tmp = target.string() + ".new." + mine.host + "." + std::to_string(mine.pid);
+    // Private to this take: host, pid and a number of this process (two takes of one process,
+    // from two threads, must not share the file).
+    static std::atomic<unsigned long> takes{0};
+    const std::string tmp = target.string() + ".new." + mine.host + "." + std::to_string(mine.pid) +
+                            "." + std::to_string(takes.fetch_add(1));
     write_file_atomically(tmp, [&](std::ostream& o) { o << mine.to_json().dump(2) << "\n"; });
     const int rc = ::link(tmp.c_str(), target.c_str());
     const int err = errno;
