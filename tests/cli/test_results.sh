@@ -51,7 +51,15 @@ TOML
 sed -e 's/results-a/results-b/' -e 's/models = .*/models = ["linear_attention"]/' \
     -e 's/widths = .*/widths = [16, 32]/' a.toml > b.toml
 
+# A trained task and one that evaluates its models under longer gaps (as task 4 tests task 2).
+sed -e 's/^name = "gaps"/name = "plain"/' -e 's/^duration = .*/duration = 0.1/' gaps.toml > plain.toml
+sed -e 's/^name = "gaps"/name = "longgaps"/' -e 's/^duration = .*/duration = [0.2, 0.5]/' \
+    -e 's/^labels = "state"/labels = "state"\nevaluates = "plain"/' gaps.toml > longgaps.toml
+sed -e 's/results-a/results-c/' -e 's/tasks = .*/tasks = ["plain.toml", "longgaps.toml"]/' \
+    -e 's/models = .*/models = ["gla"]/' -e 's/seeds = .*/seeds = [1]/' a.toml > c.toml
+
 "$SB" run a.toml --out runs/a > a.log 2>&1 || fail "run a: exit $?"
+"$SB" run c.toml --out runs/c > c.log 2>&1 || fail "run c: exit $? $(tail -3 c.log)"
 "$SB" run b.toml --out runs/b > b.log 2>&1 || fail "run b: exit $?"
 first_run=$(dirname "$(ls runs/a/*/gla_*/summary.json | head -1)")
 "$SB" evaluate "$first_run" gaps.toml --set test.gap.duration=0.5 > evaluate.json 2> evaluate.err \
@@ -60,12 +68,12 @@ ls "$first_run"/evaluations/*.json > /dev/null 2>&1 && ok "evaluate wrote its re
   || fail "evaluate left no record in $first_run/evaluations"
 
 "$SB" collect runs > runs.csv 2> collect.err || fail "collect csv: exit $? $(cat collect.err)"
-"$SB" collect runs/a runs/b --format jsonl --out runs.jsonl 2>> collect.err || fail "collect jsonl: exit $?"
+"$SB" collect runs/a runs/b runs/c --format jsonl --out runs.jsonl 2>> collect.err || fail "collect jsonl: exit $?"
 "$SB" collect runs --format md > runs.md 2>> collect.err || fail "collect md: exit $?"
 "$SB" collect runs/a/results.csv > /dev/null 2>&1; code=$?
 [ "$code" = 2 ] && ok "collect of a file exits 2" || fail "collect of a file: exit $code, expected 2"
 
-python3 - <<'PY' || fail "collect: rows differ from the summaries (above)"
+if python3 - <<'PY'; then ok "collect rows equal summaries; CSV and JSONL read back"; else fail "collect: rows differ from the summaries (above)"; fi
 import csv, glob, json, math, os, sys
 bad = []
 with open("runs.csv", newline="") as f:
@@ -91,15 +99,23 @@ for path in summaries:
     for key in ("model", "status", "benchmark", "dtype"):
         if r[key] != str(s[key]): bad.append(f"{d}: {key} {r[key]!r} != {s[key]!r}")
     for key in ("width", "layers", "seed", "updates", "parameters"):
-        if int(r[key]) != s[key] or o[key] != s[key]: bad.append(f"{d}: {key} {r[key]} != {s[key]}")
+        if key not in s and r[key] == "" and o[key] is None: continue  # an evaluation has none
+        if int(r[key]) != s[key] or o[key] != s[key]: bad.append(f"{d}: {key} {r[key]} != {s.get(key)}")
     for key in ("lr", "test_acc", "best_acc", "test_loss", "tokens_per_s", "wall_seconds"):
+        if key not in s and r[key] == "" and o[key] is None: continue
         if float(r[key]) != s[key] or o[key] != s[key]:  # full precision: exactly equal
             bad.append(f"{d}: {key} {r[key]} != {s[key]!r}")
-    variant = s["variant"]["test.gap.duration"]
+    variant = s["variant"].get("test.gap.duration", "")
     if r["test.gap.duration"] != variant: bad.append(f"{d}: axis {r['test.gap.duration']!r} != {variant!r}")
-    want = float(variant) if not variant.startswith("{") else variant
+    want = None if not variant else float(variant) if not variant.startswith("{") else variant
     if o["test.gap.duration"] != want: bad.append(f"{d}: JSONL axis {o['test.gap.duration']!r} != {want!r}")
-    if r["task"] != "gaps" or r["kind"] != "trained": bad.append(f"{d}: task {r['task']} kind {r['kind']}")
+    kind = "evaluated" if "trained_run" in s else "trained"
+    if r["task"] != s["task_name"] or r["kind"] != kind: bad.append(f"{d}: task {r['task']} kind {r['kind']}")
+    if kind == "evaluated" and (r["trained_run"] != s["trained_run"] or r["status"] != "evaluated"):
+        bad.append(f"{d}: evaluated row {r['trained_run']} {r['status']}")
+evaluated = [r for r in rows if r["task"] == "longgaps"]
+if sorted(r["test.gap.duration"] for r in evaluated) != ["0.2", "0.2", "0.5", "0.5"]:
+    bad.append(f"longgaps rows: {[r['test.gap.duration'] for r in evaluated]}")
 tables = [r for r in rows if r["test.gap.duration"].startswith("{ dist")]
 if not tables or '"uniform"' not in tables[0]["test.gap.duration"]:
     bad.append("the uniform-duration variant did not survive the CSV")
@@ -110,11 +126,10 @@ for path in evaluations:
     if r["status"] != "evaluated" or float(r["test_acc"]) != e["test_acc"] or r["test.gap.duration"] != "0.5":
         bad.append(f"{path}: row {r['status']} {r['test_acc']} {r['test.gap.duration']} != {e['test_acc']}")
 benchmarks = sorted({r["benchmark"] for r in rows})
-if benchmarks != ["results-a", "results-b"]: bad.append(f"benchmarks {benchmarks}")
+if benchmarks != ["results-a", "results-b", "results-c"]: bad.append(f"benchmarks {benchmarks}")
 print("\n".join(bad) if bad else f"collect: {len(rows)} rows equal their summaries")
 sys.exit(1 if bad else 0)
 PY
-[ $? = 0 ] && ok "collect rows equal summaries; CSV and JSONL read back"
 grep -q "| gaps | 0.5 | gla |" runs.md && ok "collect --format md" || fail "md table lacks the evaluation row"
 
 "$SB" report runs --out report > report.log 2>&1 || fail "report: exit $? $(tail -3 report.log)"
@@ -124,7 +139,7 @@ done
 svgs=$(ls report/figures/*.svg 2>/dev/null | wc -l); pngs=$(ls report/figures/*.png 2>/dev/null | wc -l)
 [ "$svgs" -ge 3 ] && [ "$svgs" = "$pngs" ] && ok "report drew $svgs figures as SVG and PNG" \
   || fail "report drew $svgs SVG and $pngs PNG figures"
-python3 - <<'PY' || fail "report: HTML or its numbers (above)"
+if python3 - <<'PY'; then ok "report HTML parses and its numbers equal the runs"; else fail "report: HTML or its numbers (above)"; fi
 import csv, statistics, sys, xml.etree.ElementTree as ET
 ns = {"h": "http://www.w3.org/1999/xhtml"}
 root = ET.parse("report/report.html").getroot()   # strict XML: a parse error fails the test
@@ -139,14 +154,20 @@ for r in rows:
     per_seed = best.setdefault(key, {})
     per_seed[r["seed"]] = max(per_seed.get(r["seed"], 0.0), float(r["test_acc"]))
 checked = 0
-for table in root.iter("{%s}table" % ns["h"]):
+task = None
+for element in root.find("h:body", ns).iter():
+    if element.tag == "{%s}h2" % ns["h"]:
+        task = element.text[5:] if element.text.startswith("Task ") else None
+    if element.tag != "{%s}table" % ns["h"]: continue
+    table = element
     header = [th.text for th in table.iter("{%s}th" % ns["h"])]
     if "best over lr × warmup: mean ± sd (seeds)" not in header: continue
     col = header.index("best over lr × warmup: mean ± sd (seeds)")
     for tr in table.find("h:tbody", ns):
         cells = list(tr)
         text = [c.text or "" for c in cells]
-        key = ("gaps", text[header.index("test.gap.duration")], text[0],
+        axis = text[header.index("test.gap.duration")] if "test.gap.duration" in header else ""
+        key = (task, axis, text[0],
                text[header.index("width")], text[header.index("layers")])
         want = best.get(key)
         if want is None: bad.append(f"table row {key}: no such runs"); continue
@@ -174,7 +195,8 @@ if "figure" not in {e.tag.split('}')[1] for e in root.iter()}: bad.append("no fi
 print("\n".join(bad) if bad else f"report: {checked} table rows equal the runs; findings name only {sorted(present)}")
 sys.exit(1 if bad else 0)
 PY
-[ $? = 0 ] && ok "report HTML parses and its numbers equal the runs"
+[ -s report/figures/longgaps_vs_test.gap.duration_d16.svg ] && ok "report draws the evaluations against the gap" \
+  || fail "no figure of longgaps against test.gap.duration"
 grep -q "^## Views not drawn" report/report.md && grep -q "task2 (accuracy per model and width): no results" report/report.md \
   && ok "report says which views are missing" || fail "report does not list the missing views"
 
