@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The GPU checks of issue "Plugin SDK…" in one go, on a machine with a CUDA LibTorch 2.x from a
-# PyTorch install (the GPU machine): configure and build against it, run the test suite, run
-# check-plugin on CUDA in float32 and bfloat16, the quickstart on CUDA, and the training-speed
-# benchmark. Writes logs to $OUT (default: out/gpu).
+# The GPU checks in one go, on a machine with a CUDA LibTorch 2.x from a PyTorch install:
+# configure and build against it, run the test suite, run check-plugin on CUDA in float32 and
+# bfloat16 (float32 also checks the moves to tf32, bfloat16 and bf16-mixed), the quickstart on
+# CUDA, and the training-speed benchmark. Writes logs to $OUT (default: out/gpu).
 #
 # Headers that machine lacks (toml++, CLI11, nlohmann-json, spdlog/fmt, GoogleTest sources) are
 # taken from third_party_device/ when present (README "Building against LibTorch 2.x").
 # GPU_CHECK_BENCH=0 skips the training benchmark; GPU_CHECK_TESTS=0 runs only the CUDA tests and the
 # out-of-tree test instead of the whole suite, GPU_CHECK_TESTS=REGEX the tests matching it;
-# GPU_CHECK_PLUGINS="a b" checks only those plugins ("none": none); GPU_CHECK_QUICKSTART=0 skips
+# GPU_CHECK_PLUGINS="a b" checks only those plugins ("none": none), GPU_CHECK_DTYPES="float32"
+# only those dtypes; GPU_CHECK_BENCH_DTYPES and GPU_CHECK_BENCH_ARGS replace the benchmark's
+# precisions and arguments (e.g. "--widths 256 --loop tasks/task1_model_size.toml"); GPU_CHECK_QUICKSTART=0 skips
 # the quickstart; GPU_CHECK_PACKING=1 adds the sweep-packing benchmark (bench_packing, K workers
 # on one GPU) and GPU_CHECK_ONLY_BUILD=1 stops after the build.
 set -uo pipefail
@@ -50,7 +52,7 @@ grep -E "tests passed|Failed|\*\*\*|Skipped" "$OUT/ctest.log" | head -30
 
 plugins=${GPU_CHECK_PLUGINS:-$(ls build-gpu/plugins | sed -n 's/^libsb_\(.*\)\.so$/\1/p')}
 [ "$plugins" = none ] && plugins=""
-for dtype in float32 bfloat16; do
+for dtype in ${GPU_CHECK_DTYPES:-float32 bfloat16}; do
   for p in $plugins; do
     step "check-plugin $p --device cuda --dtype $dtype"
     build-gpu/selectivbench check-plugin "$p" --device cuda --dtype "$dtype" --threads 4 > "$OUT/check_${p}_${dtype}.txt" 2>&1
@@ -70,7 +72,8 @@ if [ "${GPU_CHECK_PACKING:-0}" = 1 ]; then
 fi
 
 [ "${GPU_CHECK_BENCH:-1}" = 0 ] && exit 0
-for dtype in float32 bfloat16; do
-  step "bench_train cuda $dtype"
-  build-gpu/bench/bench_train --device cuda --dtype "$dtype" --widths 256,1024 --iters 5 | tee "$OUT/bench_train_cuda_${dtype}.txt"
+for dtype in ${GPU_CHECK_BENCH_DTYPES:-float32 bfloat16}; do
+  step "bench_train cuda $dtype ${GPU_CHECK_BENCH_ARGS:-}"
+  # shellcheck disable=SC2086  # the arguments are words on purpose
+  build-gpu/bench/bench_train --device cuda --dtype "$dtype" ${GPU_CHECK_BENCH_ARGS:---widths 256,1024 --iters 5} | tee "$OUT/bench_train_cuda_${dtype}.txt"
 done

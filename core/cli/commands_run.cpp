@@ -23,6 +23,7 @@
 #include "core/run/slurm.hpp"
 #include "core/run/sweep.hpp"
 #include "core/run/workers.hpp"
+#include "core/train/precision.hpp"
 #include "core/util/atomic_file.hpp"
 #include "core/util/host.hpp"
 #include "core/util/stop.hpp"
@@ -70,8 +71,10 @@ void add_sweep_options(CLI::App& cmd, SweepArgs& o) {
       ->type_name("KEY=VALUE");
   add_plugin_path_option(cmd, o.plugin_paths);
   cmd.add_option("--device", o.device, "cpu, cuda or cuda:N (same as --set training.device=\"...\")");
-  cmd.add_option("--dtype", o.dtype, "auto, float32 or bfloat16 (same as --set training.dtype)")
-      ->check(CLI::IsMember({"auto", "float32", "bfloat16"}));
+  cmd.add_option("--dtype", o.dtype,
+                 "Precision: auto, float32, tf32, bfloat16 or bf16-mixed (same as --set "
+                 "training.dtype)")
+      ->check(CLI::IsMember(precision_choices()));
   cmd.add_flag("--retry-failed", o.retry_failed,
                "Run again the runs that failed before (their error.txt says why)");
   cmd.add_option("--heartbeat", o.heartbeat, "Seconds between a worker's claim heartbeats")
@@ -453,6 +456,7 @@ void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
     std::string checkpoint = "last";
     std::string device = "cpu";
     std::int64_t batch_size = 50;
+    std::string dtype;
     std::vector<std::string> plugin_paths;
   };
   auto o = std::make_shared<Opts>();
@@ -464,7 +468,12 @@ void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
       ->capture_default_str()
       ->check(CLI::IsMember({"last", "best"}));
   cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--batch-size", o->batch_size, "Evaluation batch size")->capture_default_str();
+  cmd->add_option("--batch-size", o->batch_size, "Evaluation batch size")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--dtype", o->dtype,
+                  "Precision: auto, float32, tf32, bfloat16 or bf16-mixed (default: the run's own)")
+      ->check(CLI::IsMember(precision_choices()));
   add_plugin_path_option(*cmd, o->plugin_paths);
   cmd->callback([o, &action] {
     action = [o] {
@@ -481,7 +490,7 @@ void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
       const TaskSpec task = load_task(o->task.task_file, overrides);
       const auto r = evaluate_run_checkpoint(o->run_dir, task,
                                              plugin_search_path(o->plugin_paths, {}),
-                                             o->checkpoint, o->device, o->batch_size);
+                                             o->checkpoint, o->device, o->batch_size, o->dtype);
       // The record in the run folder, so that `collect` and `report` see the evaluation.
       nlohmann::json record = r;
       // The test condition: the task's own sweep values and what --set changed (the data seed
@@ -491,6 +500,7 @@ void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
       }
       std::string condition = task.name;  // one record per condition and checkpoint
       for (const auto& [k, v] : record["variant"].items()) condition += "_" + k + "=" + v.get<std::string>();
+      if (!o->dtype.empty()) condition += "_dtype=" + o->dtype;  // a second precision, a second record
       record["evaluated_at"] = iso_time(unix_seconds());
       record["command_line"] = g_command_line;
       const std::string file = (std::filesystem::path(o->run_dir) / "evaluations" /

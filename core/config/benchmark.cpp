@@ -1,5 +1,7 @@
 #include "core/config/benchmark.hpp"
 
+#include "core/train/precision.hpp"
+
 #include <toml++/toml.h>
 
 #include <filesystem>
@@ -199,7 +201,7 @@ BenchmarkSpec load_benchmark(const std::string& path, const std::vector<Override
     if (r.device != "cpu" && r.device != "cuda" && r.device.rfind("cuda:", 0) != 0) {
       t.fail("device", "\"" + r.device + "\" is not a device (allowed: \"cpu\", \"cuda\", \"cuda:N\")");
     }
-    r.dtype = t.get_enum("dtype", r.dtype, {"auto", "float32", "bfloat16"});
+    r.dtype = t.get_enum("dtype", r.dtype, precision_choices());
     r.threads = t.get_int("threads", r.threads, 0, 4096);
     r.cache_dir = resolve_path(path, t.get_string("cache_dir", r.cache_dir));
     if (r.batch_size % std::max<std::int64_t>(1, r.grad_accumulation) != 0) {

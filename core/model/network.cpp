@@ -34,7 +34,12 @@ std::shared_ptr<torch::nn::Module> make_norm(NormKind kind, std::int64_t d) {
 }
 
 torch::Tensor apply_norm(const std::shared_ptr<torch::nn::Module>& m, const torch::Tensor& h) {
-  if (auto* ln = m->as<torch::nn::LayerNorm>()) return ln->forward(h);
+  if (auto* ln = m->as<torch::nn::LayerNorm>()) {
+    // Norms compute in their weights' dtype. Under bf16-mixed a bf16 activation meets fp32
+    // weights: CUDA autocast casts it up itself, LibTorch 1.13's CPU autocast does not.
+    const auto dtype = ln->weight.scalar_type();
+    return ln->forward(h.scalar_type() == dtype ? h : h.to(dtype));
+  }
   return m->as<RMSNorm>()->forward(h);
 }
 

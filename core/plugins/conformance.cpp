@@ -1,5 +1,7 @@
 #include "core/plugins/conformance.hpp"
 
+#include "core/train/precision.hpp"
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -340,26 +342,56 @@ class Checker {
     auto reference = make_mixer(options_.seed, cpu, torch::kFloat32);
     const auto x = input(options_.batch, 70, 29, cpu, torch::kFloat32);
     const auto y = forward(*reference, x);
-    std::vector<std::pair<torch::Device, torch::ScalarType>> targets;
+    // Each target: a device and a precision mode of the trainer (core/train/precision.hpp).
+    std::vector<std::pair<torch::Device, Precision>> targets;
     const bool cuda = torch::cuda::is_available() && caps.cuda;
     const torch::Device accel = device_.is_cuda() ? device_ : torch::Device(torch::kCUDA, 0);
-    if (cuda) targets.emplace_back(accel, torch::kFloat32);
-    if (caps.bf16) targets.emplace_back(cuda ? accel : cpu, torch::kBFloat16);
+    if (cuda) targets.emplace_back(accel, Precision{PrecisionMode::kFloat32});
+    if (cuda) targets.emplace_back(accel, Precision{PrecisionMode::kTF32});
+    if (caps.bf16) {
+      targets.emplace_back(cuda ? accel : cpu, Precision{PrecisionMode::kBFloat16});
+      targets.emplace_back(cuda ? accel : cpu, Precision{PrecisionMode::kBF16Mixed});
+    }
     if (targets.empty()) return "no CUDA and no bfloat16: nothing to move to";
     std::ostringstream detail;
-    for (const auto& [device, dtype] : targets) {
+    for (const auto& [device, precision] : targets) {
+      const torch::ScalarType dtype = precision.parameter_dtype();
       // A moved copy of the reference (not a new mixer), as the trainer moves a network.
       auto moved = make_mixer(options_.seed, cpu, torch::kFloat32);
       moved->to(device, dtype);
-      const auto y_moved = forward(*moved, x.to(device, dtype));
-      const std::string where = device.str() + " " + c10::toString(dtype);
-      expect(y_moved.device() == device && y_moved.scalar_type() == dtype,
+      const MatmulPrecisionScope matmul_precision(precision, device);
+      const std::string where = device.str() + " " + precision.name();
+      torch::Tensor y_moved;
+      {
+        const AutocastScope autocast(precision, device);
+        y_moved = forward(*moved, x.to(device, dtype));
+      }
+      // Under autocast the output may be bf16 (a last projection); otherwise the parameters' dtype.
+      expect(y_moved.device() == device &&
+                 (precision.autocast() || y_moved.scalar_type() == dtype),
              "on " + where + " the output is " + y_moved.device().str() + " " +
                  c10::toString(y_moved.scalar_type()));
       const double err = relative_error(y_moved, y);
-      const double allowed = tolerances_for(dtype).move;
+      const double allowed = precision.autocast() ? tolerances_for(torch::kBFloat16).move
+                             : precision.tf32()   ? 1e-2
+                                                  : tolerances_for(dtype).move;
       expect(err <= allowed, "on " + where + " the output differs from cpu float32 by " +
                                  format_number(err) + " (allowed " + format_number(allowed) + ")");
+      if (precision.autocast()) {
+        // Mixed precision trains: every parameter gets a finite fp32 gradient.
+        torch::Tensor out;
+        {
+          const AutocastScope autocast(precision, device);
+          out = moved->forward(x.to(device, dtype));
+        }
+        out.to(torch::kFloat32).square().mean().backward();
+        for (const auto& p : moved->named_parameters()) {
+          const auto& g = p.value().grad();
+          if (!g.defined()) continue;
+          expect(g.scalar_type() == torch::kFloat32 && torch::isfinite(g).all().item<bool>(),
+                 "on " + where + " the gradient of " + p.key() + " is not a finite float32");
+        }
+      }
       if (detail.tellp() > 0) detail << "; ";
       detail << where << " " << format_number(err);
     }

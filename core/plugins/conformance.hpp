@@ -10,8 +10,9 @@
 //   batch independence   each row depends only on its own inputs, and equals the row run alone
 //   gradients            every parameter gets a finite gradient that is not always zero
 //   determinism          same seed → same parameters and output; state dict save → load → same output
-//   device and dtype     moving to CUDA (when present) and to bfloat16 (when declared) gives the
-//                        float32 CPU output within tolerance
+//   device and dtype     moving to CUDA (when present: float32 and tf32) and to bfloat16 and
+//                        bf16-mixed (when declared; autocast, fp32 parameters, finite fp32
+//                        gradients) gives the float32 CPU output within tolerance
 //   state elements       what state_elements(T) reports equals what the state carries after T steps,
 //                        and is constant in T when the plugin declares constant memory
 // plus an information line: tokens/s forward and forward + backward.

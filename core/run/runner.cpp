@@ -27,7 +27,7 @@ using json = nlohmann::json;
 json evaluate_run_checkpoint(const std::string& run_dir, const TaskSpec& task,
                              const std::vector<SearchFolder>& plugin_folders,
                              const std::string& checkpoint, const std::string& device_name,
-                             std::int64_t batch_size) {
+                             std::int64_t batch_size, const std::string& dtype) {
   const fs::path config_path = fs::path(run_dir) / "config.json";
   const fs::path ckpt = fs::path(run_dir) / "checkpoints" / (checkpoint + ".pt");
   if (!fs::exists(config_path) || !fs::exists(ckpt)) {
@@ -58,10 +58,12 @@ json evaluate_run_checkpoint(const std::string& run_dir, const TaskSpec& task,
   const torch::Device device = parse_device(device_name);
   TrainingSpec ts;
   ts.device = device_name;
-  ts.dtype = config.at("training").at("dtype").get<std::string>();
-  const torch::ScalarType dtype = resolve_dtype(ts, spec, device);
-  network->to(device, dtype);
-  const EvalResult r = evaluate(network, test, 0, batch_size, device, dtype);
+  // The run's own precision unless asked for another one.
+  ts.dtype = dtype.empty() ? config.at("training").at("dtype").get<std::string>() : dtype;
+  const Precision precision = resolve_precision(ts, spec, device);
+  const MatmulPrecisionScope matmul_precision(precision, device);
+  network->to(device, precision.parameter_dtype());
+  const EvalResult r = evaluate(network, test, 0, batch_size, device, precision);
   json out = {{"run", run_dir},
               {"checkpoint", checkpoint},
               {"task", task.display_name()},
@@ -70,7 +72,7 @@ json evaluate_run_checkpoint(const std::string& run_dir, const TaskSpec& task,
               {"test_condition", task_json(task).at("test")},
               {"device", device_name},
               {"device_model", device_model(device_name)},
-              {"dtype", dtype_name(dtype)},
+              {"dtype", precision.name()},
               {"plugins", plugins},
               {"test_acc", r.accuracy},
               {"test_loss", r.loss},
@@ -300,18 +302,18 @@ json execute_run(const RunPlan& plan, const RunContext& ctx) {
       network_spec(model, data.test, ctx.plugin_folders, ts.reference_quirks, plugin_log, &plugins);
   Network network(spec);
   const torch::Device device = parse_device(ts.device);
-  const torch::ScalarType dtype = resolve_dtype(ts, spec, device);
+  const Precision precision = resolve_precision(ts, spec, device);
   write_run_config(plan, {{"benchmark", {{"name", bench.name}, {"source", bench.source}}},
                           {"run", plan.id},
                           {"task", task_json(plan.task)},
                           {"model", model_json(model)},
                           {"training", training_json(ts)},
                           {"device", ts.device},
-                          {"dtype", dtype_name(dtype)},
+                          {"dtype", precision.name()},
                           {"threads", run_thread_count(bench)}});
   log.line("run " + plan.id + " on " + plan.task.display_name() + ": " + network->describe() +
            "; " + std::to_string(network->parameter_count()) + " parameters; " + ts.device + " " +
-           dtype_name(dtype) + (ctx.worker.empty() ? "" : "; worker " + ctx.worker) + " on " +
+           precision.name() + (ctx.worker.empty() ? "" : "; worker " + ctx.worker) + " on " +
            host_name());
 
   // 3. Training, with the evaluations and checkpoints.
@@ -329,7 +331,7 @@ json execute_run(const RunPlan& plan, const RunContext& ctx) {
   summary["device"] = ts.device;
   summary["device_model"] = device_model(ts.device);
   if (cuda_index >= 0) summary["peak_device_memory_bytes"] = compat::peak_device_memory(cuda_index);
-  summary["dtype"] = dtype_name(dtype);
+  summary["dtype"] = precision.name();
   summary["plugins"] = plugins;
   // Wall time over every start of the run: the earlier starts' (stopped by a signal) are kept in
   // wall.json until the run is over. A start killed outright (kill -9, power) is not counted.

@@ -46,11 +46,12 @@ nlohmann::json record_failed_run(const RunPlan& plan, const RunContext& context,
                                  const std::string& message);
 
 // Evaluates the checkpoint of the run in `run_dir` on `task`'s test set (e.g. a task-2 model under a
-// task-4 test condition); returns {test_acc, test_loss, ...}.
+// task-4 test condition); returns {test_acc, test_loss, ...}. `dtype`: a precision mode
+// (core/train/precision.hpp), or empty for the one the run trained in.
 nlohmann::json evaluate_run_checkpoint(const std::string& run_dir, const TaskSpec& task,
                                        const std::vector<SearchFolder>& plugin_folders,
                                        const std::string& checkpoint, const std::string& device,
-                                       std::int64_t batch_size);
+                                       std::int64_t batch_size, const std::string& dtype = "");
 
 // The model of a planned run: its plugins, width, heads, block and resolved plugin options.
 // Throws ConfigError for an option a plugin does not accept, or a width the heads do not divide.

@@ -61,7 +61,9 @@ Batch make_batch(const Dataset& dataset, const std::vector<std::int64_t>& indice
   std::int64_t max_steps = 0;
   std::int64_t max_elements = 0;
   std::int64_t real_elements = 0;
+  std::int64_t steps_total = 0;
   for (const Item& item : items) {
+    steps_total += item.steps();
     max_steps = std::max<std::int64_t>(max_steps, item.steps());
     max_elements = std::max<std::int64_t>(max_elements, item.elements());
     real_elements += item.elements();
@@ -76,6 +78,7 @@ Batch make_batch(const Dataset& dataset, const std::vector<std::int64_t>& indice
   Batch batch;
   batch.num_classes = num_classes(dataset);
   batch.elements_padded = batch_size * E - real_elements;
+  batch.steps_total = steps_total;
   batch.inputs = torch::zeros({batch_size, T, vocab}, torch::kFloat32);
   batch.labels = torch::zeros({batch_size, T}, torch::kInt64);
   batch.mask = torch::zeros({batch_size, T}, torch::kFloat32);
@@ -142,23 +145,31 @@ Batch make_batch(const Dataset& dataset, const std::vector<std::int64_t>& indice
   return batch;
 }
 
+namespace {
+
+template <typename F>
+Batch map_tensors(const Batch& batch, F&& f) {
+  Batch out = batch;
+  for (at::Tensor* t : {&out.inputs, &out.labels, &out.mask, &out.step_element,
+                        &out.element_labels, &out.element_mask, &out.target_probs, &out.lengths}) {
+    if (t->defined()) *t = f(*t);
+  }
+  return out;
+}
+
+}  // namespace
+
+Batch pin_memory(const Batch& batch) {
+  return map_tensors(batch, [](const at::Tensor& t) { return t.pin_memory(); });
+}
+
 Batch to_device(const Batch& batch, const at::Device& device) {
   // Host-to-device copies may be asynchronous; device-to-host ones must not be, since the caller
   // reads the result right away.
   const bool non_blocking = !device.is_cpu();
-  auto move = [&](const at::Tensor& t) {
-    return t.defined() ? t.to(device, t.scalar_type(), non_blocking) : t;
-  };
-  Batch out = batch;
-  out.inputs = move(batch.inputs);
-  out.labels = move(batch.labels);
-  out.mask = move(batch.mask);
-  out.step_element = move(batch.step_element);
-  out.element_labels = move(batch.element_labels);
-  out.element_mask = move(batch.element_mask);
-  out.target_probs = move(batch.target_probs);
-  out.lengths = move(batch.lengths);
-  return out;
+  return map_tensors(batch, [&](const at::Tensor& t) {
+    return t.to(device, t.scalar_type(), non_blocking);
+  });
 }
 
 }  // namespace sb

@@ -25,6 +25,7 @@ struct Batch {
   at::Tensor lengths;         // [B] int64: steps of each item
   std::int64_t num_classes = 0;
   std::int64_t elements_padded = 0;  // B·E minus real elements (for the reference's B17 metric)
+  std::int64_t steps_total = 0;      // Σ lengths, known on the host without reading the device
 };
 
 // Output classes of a task: the grammar's states in state mode, the V symbols in next-symbol mode.
@@ -38,6 +39,10 @@ std::int64_t num_classes(const Dataset& dataset);
 // `#` element is the distribution of the next string's first symbol (uniform over the start states).
 Batch make_batch(const Dataset& dataset, const std::vector<std::int64_t>& indices,
                  std::uint64_t epoch = 0);
+
+// Copies every tensor of the batch into page-locked host memory (CUDA builds only), so that the
+// copy to the GPU is asynchronous and the host never waits for it.
+Batch pin_memory(const Batch& batch);
 
 // Moves every tensor of the batch to `device` (non-blocking where possible).
 Batch to_device(const Batch& batch, const at::Device& device);

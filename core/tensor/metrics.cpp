@@ -15,9 +15,13 @@ void check_logits(const at::Tensor& logits, const Batch& batch, const char* what
               " do not match the batch's [B, T] = ", batch.mask.sizes());
 }
 
-// Flat (b·T + t) indices of the supervised steps.
-at::Tensor supervised_steps(const Batch& batch) {
-  return torch::nonzero(batch.mask.reshape({-1}) > 0).reshape({-1});
+// [B·T, 1] bool: the supervised steps.
+at::Tensor supervised(const Batch& batch) { return (batch.mask.reshape({-1, 1}) > 0); }
+
+// The number of supervised steps as a float scalar on the batch's device, at least 1 (no host
+// read: the loss stays asynchronous on CUDA).
+at::Tensor supervised_count(const Batch& batch) {
+  return batch.mask.sum().clamp_min(1.0).to(torch::kFloat32);
 }
 
 }  // namespace
@@ -25,27 +29,32 @@ at::Tensor supervised_steps(const Batch& batch) {
 at::Tensor masked_cross_entropy(const at::Tensor& logits, const Batch& batch) {
   check_logits(logits, batch, "masked_cross_entropy");
   const std::int64_t classes = logits.size(2);
-  // Select the supervised rows first, so that whatever the model emits on padding (even NaN)
-  // reaches neither the loss nor the gradient.
-  const at::Tensor steps = supervised_steps(batch);
-  const at::Tensor rows = logits.reshape({-1, classes}).index_select(0, steps).to(torch::kFloat32);
-  const at::Tensor targets = batch.labels.reshape({-1}).index_select(0, steps);
+  // Unsupervised rows are replaced by zeros before the softmax, so that whatever the model emits
+  // there (even NaN) reaches neither the loss nor the gradient: where() passes no gradient to the
+  // rows it drops, and the softmax never sees them. No index list is built (nonzero would make
+  // the host wait for the device every micro-batch).
+  const at::Tensor keep = supervised(batch);                                      // [B·T, 1]
+  const at::Tensor flat = logits.reshape({-1, classes}).to(torch::kFloat32);        // [B·T, C]
+  const at::Tensor rows = torch::where(keep, flat, torch::zeros_like(flat));        // [B·T, C]
   const at::Tensor log_p = torch::log_softmax(rows, -1);
-  const at::Tensor nll = -log_p.gather(1, targets.unsqueeze(1)).squeeze(1);
+  const at::Tensor nll = -log_p.gather(1, batch.labels.reshape({-1, 1})).squeeze(1);  // [B·T]
+  const at::Tensor kept = torch::where(keep.squeeze(1), nll, torch::zeros_like(nll));
   // No supervised step: a zero that still backpropagates (to zero gradients).
-  return nll.sum() / static_cast<double>(std::max<std::int64_t>(steps.size(0), 1));
+  return kept.sum() / supervised_count(batch);
 }
 
-AccuracyCounts element_accuracy(const at::Tensor& logits, const Batch& batch,
-                                bool count_padded_elements) {
+at::Tensor element_accuracy_counts(const at::Tensor& logits, const Batch& batch,
+                                   bool count_padded_elements) {
   torch::NoGradGuard no_grad;
   check_logits(logits, batch, "element_accuracy");
   const std::int64_t B = batch.element_mask.size(0);
   const std::int64_t E = batch.element_mask.size(1);
   const std::int64_t classes = logits.size(2);
-  AccuracyCounts counts;
-  if (count_padded_elements) counts.total = static_cast<double>(B * E);
-  if (B * E == 0) return counts;
+  const auto f64 = logits.options().dtype(torch::kFloat64);
+  if (B * E == 0) {
+    const double total = count_padded_elements ? static_cast<double>(B * E) : 0.0;
+    return torch::tensor({0.0, total}, f64);
+  }
 
   // Scores summed per element with index_add_ (a cumulative sum loses precision over long
   // windows). Steps outside every element (padding) land in a dummy last row.
@@ -57,16 +66,22 @@ AccuracyCounts element_accuracy(const at::Tensor& logits, const Batch& batch,
   const at::Tensor scores = torch::zeros({B * E + 1, classes}, p.options())
                                 .index_add_(0, row.reshape({-1}), p)
                                 .narrow(0, 0, B * E)
-                                .reshape({B, E, classes});
-  const at::Tensor pred = scores.argmax(-1);
-  const at::Tensor correct = (pred == batch.element_labels).logical_and(batch.element_mask);
-  counts.correct = static_cast<double>(correct.sum().item<std::int64_t>());
+                                .reshape({B, E, classes});  // [B, E, C]
+  const at::Tensor pred = scores.argmax(-1);                // [B, E]
+  const at::Tensor correct =
+      (pred == batch.element_labels).logical_and(batch.element_mask).sum().to(torch::kFloat64);
   if (count_padded_elements) {
-    counts.correct += static_cast<double>(batch.elements_padded);
-  } else {
-    counts.total = static_cast<double>(batch.element_mask.sum().item<std::int64_t>());
+    const auto padded = static_cast<double>(batch.elements_padded);
+    return torch::stack({correct + padded, torch::full({}, static_cast<double>(B * E), f64)});
   }
-  return counts;
+  return torch::stack({correct, batch.element_mask.sum().to(torch::kFloat64)});
+}
+
+AccuracyCounts element_accuracy(const at::Tensor& logits, const Batch& batch,
+                                bool count_padded_elements) {
+  const at::Tensor counts =
+      element_accuracy_counts(logits, batch, count_padded_elements).to(torch::kCPU);
+  return {counts[0].item<double>(), counts[1].item<double>()};
 }
 
 at::Tensor masked_kl_divergence(const at::Tensor& logits, const Batch& batch) {
@@ -79,23 +94,27 @@ at::Tensor masked_kl_divergence(const at::Tensor& logits, const Batch& batch) {
   TORCH_CHECK(batch.target_probs.size(2) == classes, "masked_kl_divergence: logits have ", classes,
               " classes, target_probs ", batch.target_probs.size(2));
 
-  const at::Tensor steps = supervised_steps(batch);
-  const at::Tensor rows = logits.reshape({-1, classes}).index_select(0, steps).to(torch::kFloat32);
-  const at::Tensor log_q = torch::log_softmax(rows, -1);
-  // Element of each supervised step, as a row of the flattened [B·E, C] targets.
+  if (B * E == 0) return torch::zeros({}, logits.options().dtype(torch::kFloat32));  // nothing supervised
+
+  // As in masked_cross_entropy: unsupervised rows are zeroed before the softmax, no index list.
+  const at::Tensor keep = supervised(batch);                                // [B·T, 1]
+  const at::Tensor flat = logits.reshape({-1, classes}).to(torch::kFloat32);  // [B·T, C]
+  const at::Tensor log_q = torch::log_softmax(torch::where(keep, flat, torch::zeros_like(flat)), -1);
+  // Element of each step, as a row of the flattened [B·E, C] targets (padding: row 0, dropped).
   const at::Tensor batch_offset = torch::arange(B, batch.step_element.options())
                                       .mul(E)
                                       .unsqueeze(1)
                                       .expand({B, logits.size(1)});
   const at::Tensor element_row =
-      (batch.step_element + batch_offset).reshape({-1}).index_select(0, steps);
-  const at::Tensor p =
+      (batch.step_element.clamp_min(0) + batch_offset).reshape({-1});  // [B·T]
+  const at::Tensor targets =
       batch.target_probs.reshape({-1, classes}).index_select(0, element_row).to(torch::kFloat32);
+  const at::Tensor p = torch::where(keep, targets, torch::zeros_like(targets));  // [B·T, C]
   // Σ p (log p − log q) with 0·log 0 = 0; the where keeps p = 0 terms exactly 0 even when
   // log q = −inf.
   const at::Tensor cross = torch::where(p > 0, p * log_q, torch::zeros_like(log_q));
   const at::Tensor kl = (torch::xlogy(p, p) - cross).sum(-1);
-  return kl.sum() / static_cast<double>(std::max<std::int64_t>(steps.size(0), 1));
+  return kl.sum() / supervised_count(batch);
 }
 
 }  // namespace sb

@@ -28,6 +28,11 @@ struct AccuracyCounts {
 AccuracyCounts element_accuracy(const at::Tensor& logits, const Batch& batch,
                                 bool count_padded_elements = false);
 
+// The same counts as a float64 tensor [2] = (correct, total) on the logits' device: no host read,
+// so that training and evaluation can add them up on the GPU and read them once.
+at::Tensor element_accuracy_counts(const at::Tensor& logits, const Batch& batch,
+                                   bool count_padded_elements = false);
+
 // Next-symbol mode: mean over supervised elements' steps of KL(target ‖ softmax(logits)), with
 // 0·log 0 = 0 and no epsilon (B22 fixed). logits: [B, T, V]. Returns a scalar.
 at::Tensor masked_kl_divergence(const at::Tensor& logits, const Batch& batch);

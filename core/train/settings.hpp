@@ -38,7 +38,7 @@ struct TrainingSpec {
   std::int64_t eval_batch_size = 50;
   bool reference_quirks = false;
   std::string device = "cpu";  // cpu | cuda | cuda:N
-  std::string dtype = "auto";  // auto | float32 | bfloat16
+  std::string dtype = "auto";  // auto | float32 | tf32 | bfloat16 | bf16-mixed (core/train/precision.hpp)
   std::uint64_t seed = 1;      // parameter init and dropout
   std::int64_t threads = 0;    // CPU threads; 0: the CPUs this process may use
   std::string cache_dir;       // data cache folder; empty: none

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/tensor/batch.hpp"
+#include "core/train/batch_queue.hpp"
 #include "core/util/atomic_file.hpp"
 #include "core/util/random.hpp"
 #include "selectivbench/torch_compat.hpp"
@@ -38,44 +39,70 @@ torch::Device parse_device(const std::string& device) {
   }
 }
 
+Precision resolve_precision(const TrainingSpec& spec, const NetworkSpec& network,
+                            const torch::Device& device) {
+  const auto plugin_dtype =
+      network.layers.empty() ? torch::kFloat32 : network.layers[0].plugin->descriptor.cuda_dtype;
+  return resolve_precision(spec.dtype, plugin_dtype, device);
+}
+
 torch::ScalarType resolve_dtype(const TrainingSpec& spec, const NetworkSpec& network,
                                 const torch::Device& device) {
-  if (spec.dtype == "float32") return torch::kFloat32;
-  if (spec.dtype == "bfloat16") return torch::kBFloat16;
-  if (device.is_cuda() && !network.layers.empty()) {
-    return network.layers[0].plugin->descriptor.cuda_dtype;
-  }
-  return torch::kFloat32;
+  return resolve_precision(spec, network, device).parameter_dtype();
+}
+
+torch::Tensor forward_logits(Network& network, const Batch& batch, const Precision& precision,
+                             const torch::Device& device) {
+  const AutocastScope autocast(precision, device);
+  return network->forward(batch.inputs.to(precision.parameter_dtype()))
+      .to(torch::kFloat32);  // [B, T, C]
 }
 
 EvalResult evaluate(Network& network, const Dataset& data, std::uint64_t epoch,
-                    std::int64_t batch_size, const torch::Device& device, torch::ScalarType dtype,
+                    std::int64_t batch_size, const torch::Device& device,
+                    const Precision& precision,
                     const std::function<void(std::int64_t, std::int64_t)>& progress) {
+  if (batch_size < 1) {
+    throw std::invalid_argument("evaluation batch size is " + std::to_string(batch_size) +
+                                "; it must be at least 1");
+  }
   const auto t0 = std::chrono::steady_clock::now();
   const bool was_training = network->is_training();
   network->eval();
   torch::NoGradGuard no_grad;
   const bool count_padded = data.spec().protocol == Protocol::kReference;
   const bool next_symbol = data.spec().labels == LabelMode::kNextSymbol;
-  EvalResult r;
-  AccuracyCounts acc;
-  double loss_sum = 0, kl_sum = 0;
   const std::int64_t n = data.size();
-  for (std::int64_t begin = 0; begin < n; begin += batch_size) {
-    std::vector<std::int64_t> idx;
-    for (std::int64_t i = begin; i < std::min(n, begin + batch_size); ++i) idx.push_back(i);
-    const Batch batch = to_device(make_batch(data, idx, epoch), device);
-    const torch::Tensor logits = network->forward(batch.inputs.to(dtype)).to(torch::kFloat32);
-    const auto B = static_cast<double>(idx.size());
-    loss_sum += masked_cross_entropy(logits, batch).item<double>() * B;
-    if (next_symbol) kl_sum += masked_kl_divergence(logits, batch).item<double>() * B;
-    acc += element_accuracy(logits, batch, count_padded);
-    if (progress) progress(begin + static_cast<std::int64_t>(idx.size()), n);
+  const std::int64_t batches = (n + batch_size - 1) / batch_size;
+  // Sums on the device, read once at the end: the host runs ahead building batches.
+  const auto f64 = torch::TensorOptions().device(device).dtype(torch::kFloat64);
+  torch::Tensor loss_sum = torch::zeros({}, f64), kl_sum = torch::zeros({}, f64);
+  torch::Tensor counts = torch::zeros({2}, f64);  // (correct, total)
+  BatchQueue queue(
+      [&](std::int64_t i) {
+        std::vector<std::int64_t> idx;
+        for (std::int64_t j = i * batch_size; j < std::min(n, (i + 1) * batch_size); ++j) {
+          idx.push_back(j);
+        }
+        return std::vector<Batch>{make_batch(data, idx, epoch)};
+      },
+      0, batches, device);
+  for (std::int64_t i = 0; i < batches; ++i) {
+    const Batch batch = queue.take(i).front();
+    const torch::Tensor logits = forward_logits(network, batch, precision, device);
+    const auto B = static_cast<double>(batch.labels.size(0));
+    loss_sum += masked_cross_entropy(logits, batch).to(torch::kFloat64) * B;
+    if (next_symbol) kl_sum += masked_kl_divergence(logits, batch).to(torch::kFloat64) * B;
+    counts += element_accuracy_counts(logits, batch, count_padded);
+    if (progress) progress(std::min(n, (i + 1) * batch_size), n);
   }
+  const torch::Tensor host = torch::stack({loss_sum, kl_sum, counts[0], counts[1]}).cpu();
+  const auto* v = host.data_ptr<double>();
+  EvalResult r;
   r.samples = n;
-  r.loss = n ? loss_sum / static_cast<double>(n) : 0.0;
-  r.kl = next_symbol && n ? kl_sum / static_cast<double>(n) : -1.0;
-  r.accuracy = acc.value();
+  r.loss = n ? v[0] / static_cast<double>(n) : 0.0;
+  r.kl = next_symbol && n ? v[1] / static_cast<double>(n) : -1.0;
+  r.accuracy = AccuracyCounts{v[2], v[3]}.value();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (was_training) network->train();
   return r;
@@ -232,6 +259,26 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, const TrainingSpec& s
   }
 }
 
+// Updates between two reads of the divergence flag: a diverged run wastes at most this many
+// updates, and the host waits for the device once per this many.
+constexpr std::int64_t kDivergenceCheckEvery = 16;
+
+// Scales the gradients so that their global 2-norm is at most max_norm, as
+// torch::nn::utils::clip_grad_norm_ does, without reading the norm back: that function returns it
+// as a double, a host sync every update.
+void clip_gradients(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  std::vector<torch::Tensor> grads, norms;
+  for (const auto& p : parameters) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    norms.push_back(p.grad().norm(2).to(torch::kFloat32));
+  }
+  if (grads.empty()) return;
+  const torch::Tensor total = torch::stack(norms).norm(2);
+  const torch::Tensor scale = (max_norm / (total + 1e-6)).clamp_max(1.0);
+  for (auto& g : grads) g.mul_(scale.to(g.scalar_type()));
+}
+
 // One training run in a run folder: the steps of train() below, with the state they share.
 class TrainLoop {
  public:
@@ -243,7 +290,7 @@ class TrainLoop {
         spec_(spec),
         cb_(cb),
         device_(parse_device(spec.device)),
-        dtype_(resolve_dtype(spec, network->spec(), device_)),
+        precision_(resolve_precision(spec, network->spec(), device_)),
         last_path_((fs::path(run_dir) / "checkpoints" / "last.pt").string()),
         best_path_((fs::path(run_dir) / "checkpoints" / "best.pt").string()),
         metrics_path_((fs::path(run_dir) / "metrics.jsonl").string()),
@@ -251,16 +298,28 @@ class TrainLoop {
     fs::create_directories(fs::path(run_dir) / "checkpoints");
   }
 
+  // The host never waits for the device inside this loop except where it must read a value:
+  // the divergence flag every kDivergenceCheckEvery updates, evaluations and checkpoints.
   RunOutcome run() {
-    network_->to(device_, dtype_);
+    const MatmulPrecisionScope matmul_precision(precision_, device_);
+    network_->to(device_, precision_.parameter_dtype());
     plan_updates();
     optimizer_ = make_optimizer(network_, spec_);
     resume_or_start();
+    start_batches(meta_.update);
     for (std::int64_t k = meta_.update; k < total_; ++k) {
-      if (!update(k)) return diverged(k);
+      update(k);
       if (cb_.progress) cb_.progress(k + 1, total_);
-      if (due_for_evaluation(k)) evaluate_and_checkpoint(k);
-      switch (cb_.should_stop ? cb_.should_stop() : StopRequest::kNone) {
+      const bool evaluate_now = due_for_evaluation(k);
+      const StopRequest stop = cb_.should_stop ? cb_.should_stop() : StopRequest::kNone;
+      const bool last = k + 1 == total_;
+      if ((evaluate_now || stop == StopRequest::kCheckpoint || last ||
+           (k + 1) % kDivergenceCheckEvery == 0) &&
+          diverged_before(k + 1)) {
+        return diverged();
+      }
+      if (evaluate_now) evaluate_and_checkpoint(k);
+      switch (stop) {
         case StopRequest::kNone: break;
         case StopRequest::kCheckpoint: return interrupted(k);
         case StopRequest::kAbandon: return stopped("abandoned", k);
@@ -290,7 +349,7 @@ class TrainLoop {
     meta_.grad_accumulation = spec_.grad_accumulation > 0 ? spec_.grad_accumulation : 1;
     if (fs::exists(last_path_)) {
       meta_ = load_checkpoint(last_path_, network_, optimizer_.get());
-      network_->to(device_, dtype_);
+      network_->to(device_, precision_.parameter_dtype());
       truncate_metrics(metrics_path_, meta_.update);
       out_.resumed = true;
       out_.resumed_from = meta_.update;
@@ -302,21 +361,48 @@ class TrainLoop {
     if (meta_.eval_mode) network_->eval();
     train_seconds_ = meta_.train_seconds;
     tokens_ = meta_.tokens;
+    const auto f64 = torch::TensorOptions().device(device_).dtype(torch::kFloat64);
+    window_loss_ = torch::zeros({}, f64);
+    window_acc_ = torch::zeros({}, f64);
+    first_nonfinite_ = torch::full({}, -1, f64.dtype(torch::kInt64));
+    nonfinite_loss_ = torch::zeros({}, f64);
     interval_start_ = std::chrono::steady_clock::now();
+  }
+
+  // The micro-batches of updates first … total_ − 1, made ahead on a background thread.
+  void start_batches(std::int64_t first) {
+    batches_.reset();  // its thread stops before a new one starts
+    const std::int64_t parts = meta_.grad_accumulation;
+    batches_ = std::make_unique<BatchQueue>(
+        [this, parts](std::int64_t k) { return micro_batches(k, parts); }, first, total_,
+        device_);
+  }
+
+  // Update k's batch of B samples, split into `parts` micro-batches.
+  std::vector<Batch> micro_batches(std::int64_t k, std::int64_t parts) const {
+    const std::int64_t B = spec_.batch_size;
+    const std::int64_t first = k * B;
+    const auto epoch = static_cast<std::uint64_t>(first / (per_pass_ * B));
+    std::vector<Batch> out;
+    for (const auto& idx : split_indices(first % (per_pass_ * B), B, parts, train_set_.size())) {
+      out.push_back(make_batch(train_set_, idx, epoch));
+    }
+    return out;
   }
 
   // Update k (0-based): forward and backward over its micro-batches, clipping, the optimiser
   // step. On CUDA with grad_accumulation = 0, an out-of-memory error doubles the micro-batches and
-  // retries the update. False when the loss is not finite.
-  bool update(std::int64_t k) {
+  // retries the update. A non-finite loss is recorded on the device (diverged_before reads it).
+  void update(std::int64_t k) {
     // Dropout draws are a function of (seed, update): a resumed run continues identically.
     torch::manual_seed(mix64(spec_.seed * kGolden + static_cast<std::uint64_t>(k)));
     lr_factor_ = spec_.reference_quirks ? lr_factor(spec_, k, total_)
                                         : lr_factor(spec_, k + 1, total_);
     set_learning_rate(*optimizer_, spec_, spec_.lr * lr_factor_);
+    std::vector<Batch> parts = batches_->take(k);
     while (true) {
       try {
-        if (!forward_backward(k)) return false;
+        forward_backward(k, parts);
         break;
       } catch (const std::exception& e) {
         if (!may_retry_smaller(e)) throw;
@@ -326,15 +412,18 @@ class TrainLoop {
         log("out of memory: gradient accumulation raised to " +
             std::to_string(meta_.grad_accumulation) + " micro-batches of " +
             std::to_string(spec_.batch_size / meta_.grad_accumulation));
+        parts.clear();
+        start_batches(k);
+        parts = batches_->take(k);
       }
     }
-    if (spec_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(network_->parameters(), spec_.clip_norm);
+    if (spec_.clip_norm > 0) clip_gradients(network_->parameters(), spec_.clip_norm);
     optimizer_->step();
     if (out_.seconds_to_first_update < 0) {
+      if (device_.is_cuda()) torch::cuda::synchronize();  // the update is done, not just queued
       out_.seconds_to_first_update =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - call_start_).count();
     }
-    return true;
   }
 
   bool may_retry_smaller(const std::exception& e) const {
@@ -342,35 +431,43 @@ class TrainLoop {
            spec_.batch_size / (meta_.grad_accumulation * 2) >= 1;
   }
 
-  bool forward_backward(std::int64_t k) {
-    const std::int64_t B = spec_.batch_size;
-    const std::int64_t first = k * B;
-    const auto epoch = static_cast<std::uint64_t>(first / (per_pass_ * B));
+  void forward_backward(std::int64_t k, const std::vector<Batch>& parts) {
     const bool count_padded = train_set_.spec().protocol == Protocol::kReference;
-    const auto parts =
-        split_indices(first % (per_pass_ * B), B, meta_.grad_accumulation, train_set_.size());
     optimizer_->zero_grad();
     for (std::size_t p = 0; p < parts.size(); ++p) {
-      const Batch batch = to_device(make_batch(train_set_, parts[p], epoch), device_);
-      const torch::Tensor logits =
-          network_->forward(batch.inputs.to(dtype_)).to(torch::kFloat32);  // [B, T, C]
+      const Batch& batch = parts[p];
+      const torch::Tensor logits = forward_logits(network_, batch, precision_, device_);
       const torch::Tensor loss = masked_cross_entropy(logits, batch);
-      const double value = loss.item<double>();
-      if (!std::isfinite(value)) {
-        diverged_loss_ = value;
-        return false;
-      }
+      note_if_nonfinite(k, loss.detach());
       // The reference sums micro-batch gradients; the sane way averages them.
       const torch::Tensor scaled =
           spec_.reference_quirks ? loss : loss / static_cast<double>(parts.size());
       scaled.backward();
-      tokens_ += batch.lengths.sum().item<std::int64_t>();
+      tokens_ += batch.steps_total;
       if (p + 1 == parts.size()) {
-        window_loss_ += value;
-        window_acc_ += element_accuracy(logits.detach(), batch, count_padded).value();
+        window_loss_ += loss.detach().to(torch::kFloat64);
+        const torch::Tensor counts = element_accuracy_counts(logits.detach(), batch, count_padded);
+        window_acc_ += counts[0] / counts[1].clamp_min(1.0);
         ++window_updates_;
       }
     }
+  }
+
+  // Records, on the device, the first update whose loss is not finite and that loss.
+  void note_if_nonfinite(std::int64_t k, const torch::Tensor& loss) {
+    const torch::Tensor first = torch::isfinite(loss).logical_not().logical_and(first_nonfinite_ < 0);
+    first_nonfinite_ = torch::where(first, torch::full_like(first_nonfinite_, k), first_nonfinite_);
+    nonfinite_loss_ = torch::where(first, loss.to(torch::kFloat64), nonfinite_loss_);
+  }
+
+  // Reads the divergence flag (a host sync). True when an update before `end` had a non-finite
+  // loss: the run stops there, and nothing computed after it is written.
+  bool diverged_before(std::int64_t end) {
+    const torch::Tensor host = torch::stack({first_nonfinite_.to(torch::kFloat64), nonfinite_loss_}).cpu();
+    const double at = host[0].item<double>();
+    if (at < 0 || at >= static_cast<double>(end)) return false;
+    diverged_at_ = static_cast<std::int64_t>(at);
+    diverged_loss_ = host[1].item<double>();
     return true;
   }
 
@@ -386,18 +483,20 @@ class TrainLoop {
   void evaluate_and_checkpoint(std::int64_t k) {
     close_interval();
     const EvalResult ev = evaluate(network_, test_set_, static_cast<std::uint64_t>(meta_.evaluations),
-                                   spec_.eval_batch_size, device_, dtype_);
+                                   spec_.eval_batch_size, device_, precision_);
     meta_.evaluations += 1;
     meta_.eval_seconds += ev.seconds;
     if (spec_.reference_quirks) {
       network_->eval();  // quirk: never put back into training mode (models.md §3.3.3)
       meta_.eval_mode = true;
     }
+    const torch::Tensor window = torch::stack({window_loss_, window_acc_}).cpu();
+    const double n = window_updates_ ? static_cast<double>(window_updates_) : 1.0;
     nlohmann::json line = {
         {"update", k + 1},
         {"lr", spec_.lr * lr_factor_},
-        {"train_loss", window_updates_ ? window_loss_ / static_cast<double>(window_updates_) : 0.0},
-        {"train_acc", window_updates_ ? window_acc_ / static_cast<double>(window_updates_) : 0.0},
+        {"train_loss", window[0].item<double>() / n},
+        {"train_acc", window[1].item<double>() / n},
         {"test_loss", ev.loss},
         {"test_acc", ev.accuracy},
         {"train_seconds", train_seconds_},
@@ -405,7 +504,8 @@ class TrainLoop {
     };
     if (ev.kl >= 0) line["test_kl"] = ev.kl;
     append_line(metrics_path_, line.dump());
-    window_loss_ = window_acc_ = 0;
+    window_loss_.zero_();
+    window_acc_.zero_();
     window_updates_ = 0;
     out_.final_eval = ev;
     if (ev.accuracy > meta_.best_accuracy) {
@@ -437,13 +537,13 @@ class TrainLoop {
     return meta_;
   }
 
-  RunOutcome diverged(std::int64_t k) {
+  RunOutcome diverged() {
     out_.status = "diverged";
     out_.message = "loss is " + std::to_string(diverged_loss_) + " at update " +
-                   std::to_string(k + 1) + "; the last checkpoint (update " +
+                   std::to_string(diverged_at_ + 1) + "; the last checkpoint (update " +
                    std::to_string(meta_.update) + ") is kept";
     log(out_.message);
-    return stopped("diverged", k);
+    return stopped("diverged", diverged_at_);
   }
 
   // Stopped on request after update k: the last checkpoint is written at k + 1 (unless an
@@ -499,7 +599,7 @@ class TrainLoop {
       out_.final_eval.samples = test_set_.size();
     } else {
       out_.final_eval = evaluate(network_, test_set_, static_cast<std::uint64_t>(meta_.evaluations),
-                                 spec_.eval_batch_size, device_, dtype_);
+                                 spec_.eval_batch_size, device_, precision_);
       meta_.best_accuracy = std::max(meta_.best_accuracy, out_.final_eval.accuracy);
     }
   }
@@ -510,7 +610,7 @@ class TrainLoop {
   const TrainingSpec& spec_;
   const TrainCallbacks& cb_;
   const torch::Device device_;
-  const torch::ScalarType dtype_;
+  const Precision precision_;
   const std::string last_path_, best_path_, metrics_path_;
   const std::chrono::steady_clock::time_point call_start_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
@@ -518,10 +618,15 @@ class TrainLoop {
   CheckpointMeta meta_;
   RunOutcome out_;
   double lr_factor_ = 0;
-  double window_loss_ = 0, window_acc_ = 0;
+  std::unique_ptr<BatchQueue> batches_;
+  // On the device, read at evaluations: Σ train loss and Σ train accuracy since the last one.
+  torch::Tensor window_loss_, window_acc_;
   std::int64_t window_updates_ = 0;
   double train_seconds_ = 0;
   std::int64_t tokens_ = 0;
+  // On the device: the first update with a non-finite loss (−1: none) and that loss.
+  torch::Tensor first_nonfinite_, nonfinite_loss_;
+  std::int64_t diverged_at_ = 0;
   double diverged_loss_ = 0;
   std::chrono::steady_clock::time_point interval_start_;
 };

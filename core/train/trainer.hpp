@@ -25,6 +25,7 @@
 #include "core/data/dataset.hpp"
 #include "core/model/network.hpp"
 #include "core/tensor/metrics.hpp"
+#include "core/train/precision.hpp"
 #include "core/train/settings.hpp"
 
 namespace sb {
@@ -44,9 +45,17 @@ struct EvalResult {
 // Evaluates on the whole split at `epoch`, in batches; eval mode and no_grad inside, the module's
 // previous mode is restored. Accuracy counts padded elements as correct under the reference
 // protocol (B17).
+// The losses and counts are summed on the device and read once, at the end; batches are made
+// ahead on a background thread.
 EvalResult evaluate(Network& network, const Dataset& data, std::uint64_t epoch,
-                    std::int64_t batch_size, const torch::Device& device, torch::ScalarType dtype,
+                    std::int64_t batch_size, const torch::Device& device,
+                    const Precision& precision,
                     const std::function<void(std::int64_t, std::int64_t)>& progress = {});
+
+// The network's logits for a batch in `precision` (under autocast for bf16-mixed), as float32.
+// [B, T, C]
+torch::Tensor forward_logits(Network& network, const Batch& batch, const Precision& precision,
+                             const torch::Device& device);
 
 struct RunOutcome {
   // "finished" | "diverged" | "interrupted" (checkpointed on request, resumable) | "abandoned"
@@ -82,9 +91,12 @@ struct TrainCallbacks {
   std::function<StopRequest()> should_stop;
 };
 
-// The device and dtype a run uses: "auto" is the first layer plugin's CUDA dtype on CUDA, float32
-// on the CPU.
+// The device and precision a run uses: "auto" is the first layer plugin's CUDA dtype on CUDA,
+// float32 on the CPU (core/train/precision.hpp).
 torch::Device parse_device(const std::string& device);
+Precision resolve_precision(const TrainingSpec& spec, const NetworkSpec& network,
+                            const torch::Device& device);
+// The parameters' dtype of that precision.
 torch::ScalarType resolve_dtype(const TrainingSpec& spec, const NetworkSpec& network,
                                 const torch::Device& device);
 

@@ -210,7 +210,7 @@ TEST(Training, LearnsAndResumesIdentically) {
   // A finished run's checkpoint evaluates to the same accuracy.
   auto reloaded = sb::Network(spec);
   sb::load_model_checkpoint(reloaded, straight_dir + "/checkpoints/last.pt");
-  const auto ev = sb::evaluate(reloaded, data.test, 2, 8, torch::kCPU, torch::kFloat32);
+  const auto ev = sb::evaluate(reloaded, data.test, 2, 8, torch::kCPU, sb::Precision{});
   EXPECT_EQ(ev.accuracy, done.final_eval.accuracy);
 }
 
@@ -225,6 +225,60 @@ TEST(Training, NonFiniteLossStopsTheRun) {
   EXPECT_EQ(out.status, "diverged");
   EXPECT_NE(out.message.find("at update 1"), std::string::npos) << out.message;
   EXPECT_EQ(out.updates, 0);
+}
+
+// The loop reads the divergence flag only every few updates and at evaluations: a loss that turns
+// NaN at update 6 still stops the run at update 6, and nothing after it (the evaluation due at
+// update 8) is written.
+TEST(Training, DivergenceSeenLateIsReportedAtItsUpdateAndWritesNothingAfter) {
+  const TinyTask data = tiny_task();
+  auto nan_plugin = plugin("misbehaving");
+  const auto spec = tiny_spec(
+      data, {layer("gla"),
+             {nan_plugin,
+              sb::resolve_options(nan_plugin->descriptor, {{"behaviour", "nan_from_update_6"}}, "t")}});
+  auto network = sb::Network(spec);
+  const std::string dir = fresh_dir("nan_late");
+  const auto out = sb::train(network, data.train, data.test, tiny_training(), dir);
+  EXPECT_EQ(out.status, "diverged");
+  EXPECT_NE(out.message.find("at update 6;"), std::string::npos) << out.message;
+  EXPECT_NE(out.message.find("(update 4) is kept"), std::string::npos) << out.message;
+  EXPECT_EQ(out.updates, 5);
+  const auto metrics = metrics_of(dir);
+  ASSERT_EQ(metrics.size(), 1u);  // the evaluation at update 4 only
+  EXPECT_EQ(metrics[0]["update"], 4);
+  EXPECT_TRUE(fs::exists(dir + "/checkpoints/last.pt"));
+}
+
+// bf16-mixed keeps fp32 parameters and computes the matmuls in bf16 (autocast, also on the CPU):
+// it learns, and its parameters differ from a float32 run's from the first update on.
+TEST(Training, Bf16MixedKeepsFloat32ParametersAndComputesInBFloat16) {
+  const TinyTask data = tiny_task();
+  const auto spec = tiny_spec(data, {layer("gla"), layer("transformer")});
+  auto training = tiny_training();
+  training.max_updates = 4;
+  training.eval_every = 4;
+  auto fp32 = sb::Network(spec);
+  const auto a = sb::train(fp32, data.train, data.test, training, fresh_dir("fp32"));
+  training.dtype = "bf16-mixed";
+  auto mixed = sb::Network(spec);
+  const std::string mixed_dir = fresh_dir("mixed");
+  const auto b = sb::train(mixed, data.train, data.test, training, mixed_dir);
+  ASSERT_EQ(a.status, "finished");
+  ASSERT_EQ(b.status, "finished") << b.message;
+  EXPECT_TRUE(std::isfinite(b.final_eval.loss));
+  bool any_differs = false;
+  const auto pa = fp32->parameters(), pb = mixed->parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_EQ(pb[i].scalar_type(), torch::kFloat32) << i;
+    any_differs = any_differs || !torch::equal(pa[i], pb[i]);
+    // Same start (seeded init), a few bf16 updates: close, not equal.
+    EXPECT_LT((pa[i] - pb[i]).abs().max().item<double>(), 0.05) << i;
+  }
+  EXPECT_TRUE(any_differs);
+  // Autocast is off again after the run.
+  EXPECT_EQ(torch::matmul(torch::ones({2, 2}), torch::ones({2, 2})).scalar_type(), torch::kFloat32);
 }
 
 }  // namespace

@@ -273,6 +273,32 @@ TEST(MaskedCrossEntropy, GradientFlowsToSupervisedStepsOnly) {
   EXPECT_NEAR(grad[0][0][0].item<float>(), p[0].item<float>() / 4.0F, 1e-6);
 }
 
+// NaN on an unsupervised step must not reach the gradient of the supervised ones either (a
+// softmax over the poisoned row would turn its zero gradient into NaN).
+TEST(MaskedCrossEntropy, NaNOnAMaskedStepLeavesTheGradientFinite) {
+  const Batch batch = hand_batch({{1, 2}, {1}}, {{1, 2}, {0}}, 3);
+  at::Tensor base = torch::randn({2, 3, 3});
+  base[1][2].fill_(std::numeric_limits<float>::quiet_NaN());  // padding of item 1
+  const at::Tensor logits = base.clone().requires_grad_(true);
+  masked_cross_entropy(logits, batch).backward();
+  EXPECT_TRUE(torch::isfinite(logits.grad()).all().item<bool>());
+  EXPECT_EQ(logits.grad()[1][2].abs().sum().item<float>(), 0.0F);
+}
+
+// The device-side counts are the host ones, in both protocols.
+TEST(ElementAccuracy, DeviceCountsEqualHostCounts) {
+  const Batch batch = hand_batch({{2, 1}, {1}}, {{1, 0}, {2}}, 3);
+  const at::Tensor logits = torch::randn({2, 3, 3});
+  for (bool padded : {false, true}) {
+    const at::Tensor counts = element_accuracy_counts(logits, batch, padded);
+    EXPECT_EQ(counts.scalar_type(), torch::kFloat64);
+    const AccuracyCounts host = element_accuracy(logits, batch, padded);
+    EXPECT_EQ(counts[0].item<double>(), host.correct);
+    EXPECT_EQ(counts[1].item<double>(), host.total);
+  }
+  EXPECT_EQ(element_accuracy(logits, batch, true).total, 4.0);  // B·E = 2·2
+}
+
 TEST(MaskedCrossEntropy, ComputesInFloatForBFloat16Logits) {
   const Batch batch = hand_batch({{2, 1}}, {{1, 0}}, 4);
   const at::Tensor logits = torch::randn({1, 3, 4}).to(torch::kBFloat16);
