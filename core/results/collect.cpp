@@ -101,7 +101,9 @@ std::vector<std::string> plugin_names_of(const json& summary, const json& config
   const json layers = get(get(config, "model"), "layer_plugins");
   if (layers.is_array()) {
     for (const auto& l : layers) {
-      if (l.is_string() && std::find(names.begin(), names.end(), l) == names.end()) names.push_back(l);
+      if (!l.is_string()) continue;
+      const std::string name = l.get<std::string>();
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
     }
   }
   if (names.empty() && summary.contains("plugins") && summary["plugins"].is_array()) {
