@@ -20,10 +20,19 @@ mkdir -p "$OUT"
 TP=third_party_device
 extra=()
 if [ -d "$TP/include" ]; then
-  extra+=(-Dtomlplusplus__tomlplusplus_INCLUDE_DIR="$PWD/$TP/include"
-          -DCLI11__CLI11_INCLUDE_DIR="$PWD/$TP/include"
-          -Dnlohmann_json__nlohmann_json_INCLUDE_DIR="$PWD/$TP/include"
-          -Dspdlog__spdlog_INCLUDE_DIR="$PWD/$TP/include")
+  # Only the libraries the machine lacks: one header library seen in two versions (the system's
+  # and ours) would give two ABIs in one binary.
+  inc="$PWD/build-gpu/third_party_include"
+  rm -rf "$inc" && mkdir -p "$inc"
+  for lib in "$TP"/include/*; do
+    name=$(basename "$lib")
+    [ -e "/usr/include/$name" ] || ln -s "$PWD/$lib" "$inc/$name"
+  done
+  echo "headers from $TP: $(ls "$inc" | tr '\n' ' ')"
+  extra+=(-Dtomlplusplus__tomlplusplus_INCLUDE_DIR="$inc"
+          -DCLI11__CLI11_INCLUDE_DIR="$inc"
+          -Dnlohmann_json__nlohmann_json_INCLUDE_DIR="$inc"
+          -Dspdlog__spdlog_INCLUDE_DIR="$inc")
 fi
 [ -d "$TP/googletest" ] && extra+=(-DGTEST_SOURCE_DIR="$PWD/$TP/googletest")
 prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
