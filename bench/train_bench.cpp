@@ -23,8 +23,13 @@
 #include <sstream>
 #include <thread>
 
-#include <filesystem>
+#include <dlfcn.h>
+#include <ftw.h>
+#include <execinfo.h>
+#include <ucontext.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include "core/config/task.hpp"
 #include "core/data/grammar.hpp"
@@ -54,6 +59,51 @@ std::vector<std::string> split(const std::string& s) {
 
 void sync(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize();
+}
+
+// A crash prints where it happened before dying: the benchmark runs on machines without a
+// debugger. The faulting address and the return address on top of the stack (the caller, when
+// the crash is a call through a bad pointer) are named with dladdr, then the unwound stack.
+void print_address(const char* what, void* address) {
+  Dl_info info{};
+  char line[512];
+  const char* symbol = dladdr(address, &info) && info.dli_sname ? info.dli_sname : "?";
+  const char* object = info.dli_fname ? info.dli_fname : "?";
+  const int n = std::snprintf(line, sizeof line, "%s %p: %s in %s (+0x%lx)\n", what, address,
+                              symbol, object,
+                              static_cast<unsigned long>(static_cast<char*>(address) -
+                                                         static_cast<char*>(info.dli_fbase)));
+  (void)!write(STDERR_FILENO, line, static_cast<std::size_t>(std::max(0, n)));
+}
+
+void print_stack_and_die(int signal, siginfo_t* info, void* context) {
+  const char msg[] = "bench_train: fatal signal\n";
+  (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+  const auto* uc = static_cast<ucontext_t*>(context);
+  print_address("fault pc", reinterpret_cast<void*>(uc->uc_mcontext.gregs[REG_RIP]));
+  print_address("top of stack", *reinterpret_cast<void**>(uc->uc_mcontext.gregs[REG_RSP]));
+  print_address("address", info->si_addr);
+  void* frames[64];
+  backtrace_symbols_fd(frames, backtrace(frames, 64), STDERR_FILENO);
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
+
+void install_crash_handler() {
+  struct sigaction action {};
+  action.sa_sigaction = print_stack_and_die;
+  action.sa_flags = SA_SIGINFO;
+  sigaction(SIGSEGV, &action, nullptr);
+  sigaction(SIGBUS, &action, nullptr);
+}
+
+// Removes a folder tree with nftw. (std::filesystem::remove_all crashed on the CUDA machine: the
+// call bound to a copy inside LibTorch 2.11's libtorch.so that jumps to a null pointer.)
+void remove_tree(const std::string& path) {
+  nftw(
+      path.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+      FTW_DEPTH | FTW_PHYS);
 }
 
 int device_index(const torch::Device& device) { return device.index() < 0 ? 0 : device.index(); }
@@ -94,9 +144,9 @@ LoopFigures time_training_loop(const std::string& task_file, sb::NetworkSpec spe
     window_tokens += train_set.item(i, 0).steps();
   }
   const torch::Device device(device_name);
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("sb_bench_loop_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+  std::string dir_template = "/tmp/sb_bench_loop_XXXXXX";
+  if (mkdtemp(dir_template.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  const std::string dir = dir_template;
   if (device.is_cuda()) sb::compat::reset_peak_device_memory(device_index(device));
   std::chrono::steady_clock::time_point t0, t1;
   sb::TrainCallbacks cb;
@@ -106,8 +156,8 @@ LoopFigures time_training_loop(const std::string& task_file, sb::NetworkSpec spe
       (update == kWarm ? t0 : t1) = std::chrono::steady_clock::now();
     }
   };
-  const sb::RunOutcome out = sb::train(network, train_set, test_set, ts, dir.string(), cb);
-  std::filesystem::remove_all(dir);
+  const sb::RunOutcome out = sb::train(network, train_set, test_set, ts, dir, cb);
+  remove_tree(dir);
   if (out.status != "finished") throw std::runtime_error("loop " + out.status + ": " + out.message);
   LoopFigures f;
   f.tokens_per_second =
@@ -152,6 +202,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(8, 100000));
   app.add_option("--plugin-path", plugin_paths, "Folder searched for plugins first");
   CLI11_PARSE(app, argc, argv);
+  install_crash_handler();
 
   torch::set_num_threads(threads > 0 ? threads
                                      : sb::hardware_threads());

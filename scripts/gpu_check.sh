@@ -20,13 +20,15 @@ mkdir -p "$OUT"
 TP=third_party_device
 extra=()
 if [ -d "$TP/include" ]; then
-  # Only the libraries the machine lacks: one header library seen in two versions (the system's
-  # and ours) would give two ABIs in one binary.
+  # Ours for every library but nlohmann-json when the machine has its own: a target that links
+  # the system's package sees only that one, and two versions in one binary give two ABIs.
+  # (spdlog stays ours: the machine's is built against another fmt than LibTorch's headers.)
   inc="$PWD/build-gpu/third_party_include"
   rm -rf "$inc" && mkdir -p "$inc"
   for lib in "$TP"/include/*; do
     name=$(basename "$lib")
-    [ -e "/usr/include/$name" ] || ln -s "$PWD/$lib" "$inc/$name"
+    [ "$name" = nlohmann ] && [ -e /usr/include/nlohmann/json.hpp ] && continue
+    ln -s "$PWD/$lib" "$inc/$name"
   done
   echo "headers from $TP: $(ls "$inc" | tr '\n' ' ')"
   extra+=(-Dtomlplusplus__tomlplusplus_INCLUDE_DIR="$inc"
