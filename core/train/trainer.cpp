@@ -46,11 +46,6 @@ Precision resolve_precision(const TrainingSpec& spec, const NetworkSpec& network
   return resolve_precision(spec.dtype, plugin_dtype, device);
 }
 
-torch::ScalarType resolve_dtype(const TrainingSpec& spec, const NetworkSpec& network,
-                                const torch::Device& device) {
-  return resolve_precision(spec, network, device).parameter_dtype();
-}
-
 torch::Tensor forward_logits(Network& network, const Batch& batch, const Precision& precision,
                              const torch::Device& device) {
   const AutocastScope autocast(precision, device);

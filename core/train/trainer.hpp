@@ -96,9 +96,6 @@ struct TrainCallbacks {
 torch::Device parse_device(const std::string& device);
 Precision resolve_precision(const TrainingSpec& spec, const NetworkSpec& network,
                             const torch::Device& device);
-// The parameters' dtype of that precision.
-torch::ScalarType resolve_dtype(const TrainingSpec& spec, const NetworkSpec& network,
-                                const torch::Device& device);
 
 // Trains `network` in `run_dir` (checkpoints/, metrics.jsonl), resuming from run_dir's last
 // checkpoint when there is one.

@@ -72,8 +72,13 @@ inline void reset_peak_device_memory(int index) {
 
 // Autocast (automatic mixed precision) for one device type: LibTorch ≥ 2.4 has one call per
 // device type, 1.13 one call per backend.
-inline bool autocast_enabled(c10::DeviceType device) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define SELECTIVBENCH_AUTOCAST_PER_DEVICE 1
+#else
+#define SELECTIVBENCH_AUTOCAST_PER_DEVICE 0
+#endif
+inline bool autocast_enabled(c10::DeviceType device) {
+#if SELECTIVBENCH_AUTOCAST_PER_DEVICE
   return at::autocast::is_autocast_enabled(device);
 #else
   return device == c10::DeviceType::CUDA ? at::autocast::is_enabled()
@@ -82,7 +87,7 @@ inline bool autocast_enabled(c10::DeviceType device) {
 }
 
 inline c10::ScalarType autocast_dtype(c10::DeviceType device) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#if SELECTIVBENCH_AUTOCAST_PER_DEVICE
   return at::autocast::get_autocast_dtype(device);
 #else
   return device == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype()
@@ -91,7 +96,7 @@ inline c10::ScalarType autocast_dtype(c10::DeviceType device) {
 }
 
 inline void set_autocast(c10::DeviceType device, bool enabled, c10::ScalarType dtype) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#if SELECTIVBENCH_AUTOCAST_PER_DEVICE
   at::autocast::set_autocast_dtype(device, dtype);
   at::autocast::set_autocast_enabled(device, enabled);
 #else
