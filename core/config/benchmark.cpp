@@ -23,7 +23,7 @@ const std::vector<std::string> kTrainingKeys = {
     "batch_size", "optimizer",   "weight_decay",      "beta1",      "beta2",
     "eps",        "schedule",    "max_updates",       "clip_norm",  "grad_accumulation",
     "eval_every", "eval_batch_size", "reference_quirks", "device",   "dtype",
-    "threads",    "cache_dir"};
+    "threads",    "cache_dir",   "cuda_graphs"};
 
 // A non-empty array of one element type, read through `t` (the key is marked as used).
 template <typename T>
@@ -203,6 +203,7 @@ BenchmarkSpec load_benchmark(const std::string& path, const std::vector<Override
     }
     r.dtype = t.get_enum("dtype", r.dtype, precision_choices());
     r.threads = t.get_int("threads", r.threads, 0, 4096);
+    r.cuda_graphs = t.get_bool("cuda_graphs", r.cuda_graphs);
     r.cache_dir = resolve_path(path, t.get_string("cache_dir", r.cache_dir));
     if (r.batch_size % std::max<std::int64_t>(1, r.grad_accumulation) != 0) {
       t.fail("grad_accumulation", "batch_size " + std::to_string(r.batch_size) +

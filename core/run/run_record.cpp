@@ -121,7 +121,7 @@ json training_json(const TrainingSpec& t) {
           {"eval_every", t.eval_every},     {"eval_batch_size", t.eval_batch_size},
           {"reference_quirks", t.reference_quirks},
           {"device", t.device},             {"dtype", t.dtype},
-          {"seed", t.seed}};
+          {"cuda_graphs", t.cuda_graphs},   {"seed", t.seed}};
 }
 
 std::string dtype_name(torch::ScalarType t) {

@@ -221,14 +221,14 @@ TrainingSpec run_training_spec(const RunPlan& plan, const BenchmarkSpec& bench) 
 
 // Writes config.json. A run that resumes must continue with the settings it started with: a change
 // of the data, the model or the training (the device, dtype, threads and evaluation batch may
-// change) is refused.
+// change, and CUDA graphs may be turned on or off) is refused.
 void write_run_config(const RunPlan& plan, const json& config) {
   const fs::path dir(plan.dir);
   if (fs::exists(dir / "config.json") && fs::exists(dir / "checkpoints" / "last.pt")) {
     std::ifstream in(dir / "config.json");
     const json before = json::parse(in);
     const auto comparable = [](json c) {
-      for (const char* key : {"device", "dtype", "eval_batch_size", "threads", "cache_dir"}) {
+      for (const char* key : {"device", "dtype", "eval_batch_size", "threads", "cache_dir", "cuda_graphs"}) {
         c["training"].erase(key);
       }
       return json{{"task", c["task"]}, {"model", c["model"]}, {"training", c["training"]}};
@@ -263,6 +263,7 @@ void add_outcome(json& summary, const RunOutcome& outcome, const Network& networ
   summary["train_seconds"] = outcome.train_seconds;
   summary["eval_seconds"] = outcome.eval_seconds;
   summary["grad_accumulation"] = outcome.grad_accumulation;
+  summary["cuda_graphs"] = outcome.cuda_graphs;
   summary["classes"] = spec.num_classes;
   if (outcome.seconds_to_first_update >= 0) {
     summary["seconds_to_first_update"] = outcome.seconds_to_first_update;

@@ -39,6 +39,7 @@ struct TrainingSpec {
   bool reference_quirks = false;
   std::string device = "cpu";  // cpu | cuda | cuda:N
   std::string dtype = "auto";  // auto | float32 | tf32 | bfloat16 | bf16-mixed (core/train/precision.hpp)
+  bool cuda_graphs = true;     // on CUDA: replay each update as a CUDA graph where batch shapes repeat
   std::uint64_t seed = 1;      // parameter init and dropout
   std::int64_t threads = 0;    // CPU threads; 0: the CPUs this process may use
   std::string cache_dir;       // data cache folder; empty: none

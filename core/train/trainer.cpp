@@ -2,14 +2,17 @@
 
 #include <chrono>
 #include <cmath>
-#include <numbers>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <numbers>
 #include <sstream>
 
 #include "core/tensor/batch.hpp"
 #include "core/train/batch_queue.hpp"
+#include "core/train/cuda_graph.hpp"
+#include "core/train/device_adam.hpp"
 #include "core/util/atomic_file.hpp"
 #include "core/util/random.hpp"
 #include "selectivbench/torch_compat.hpp"
@@ -274,6 +277,62 @@ void clip_gradients(const std::vector<torch::Tensor>& parameters, double max_nor
   for (auto& g : grads) g.mul_(scale.to(g.scalar_type()));
 }
 
+// Zeroes the gradients where they are (a captured graph keeps writing into these tensors; the
+// optimiser's zero_grad may drop them instead).
+void zero_gradients_in_place(const std::vector<torch::Tensor>& parameters) {
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+}
+
+// Every host value that the captured work of an update depends on: the shapes of its micro-batches
+// and the host numbers their metrics read. Updates with equal keys replay one graph.
+std::string shape_key(const std::vector<Batch>& parts) {
+  std::ostringstream key;
+  for (const Batch& b : parts) {
+    for (const at::Tensor* t : {&b.inputs, &b.labels, &b.mask, &b.step_element, &b.element_labels,
+                                &b.element_mask, &b.target_probs, &b.lengths}) {
+      if (t->defined()) key << t->sizes(); else key << "-";
+    }
+    key << b.num_classes << "," << b.elements_padded << ";";
+  }
+  return key.str();
+}
+
+// Copies the tensors of `from` into those of `to` (same shapes: same shape_key).
+void copy_batches(std::vector<Batch>& to, const std::vector<Batch>& from) {
+  for (std::size_t i = 0; i < to.size(); ++i) {
+    Batch& t = to[i];
+    const Batch& f = from[i];
+    for (auto [dst, src] : {std::pair{&t.inputs, &f.inputs}, {&t.labels, &f.labels},
+                            {&t.mask, &f.mask}, {&t.step_element, &f.step_element},
+                            {&t.element_labels, &f.element_labels},
+                            {&t.element_mask, &f.element_mask},
+                            {&t.target_probs, &f.target_probs}, {&t.lengths, &f.lengths}}) {
+      if (dst->defined()) dst->copy_(*src, /*non_blocking=*/true);
+    }
+    t.steps_total = f.steps_total;
+  }
+}
+
+std::vector<Batch> clone_batches(const std::vector<Batch>& parts) {
+  std::vector<Batch> out = parts;
+  for (Batch& b : out) {
+    for (at::Tensor* t : {&b.inputs, &b.labels, &b.mask, &b.step_element, &b.element_labels,
+                          &b.element_mask, &b.target_probs, &b.lengths}) {
+      if (t->defined()) *t = t->clone();
+    }
+  }
+  return out;
+}
+
+// Eager updates of a batch shape before its capture: the first allocates the gradients and
+// initialises libraries lazily, outside the graph's memory.
+constexpr int kWarmupsBeforeCapture = 2;
+// Graphs kept per run (each holds its batch buffers; intermediates are shared): enough for the
+// few bucket lengths of a task, not one per odd batch shape.
+constexpr std::size_t kMaxGraphs = 6;
+
 // One training run in a run folder: the steps of train() below, with the state they share.
 class TrainLoop {
  public:
@@ -301,6 +360,7 @@ class TrainLoop {
     plan_updates();
     optimizer_ = make_optimizer(network_, spec_);
     resume_or_start();
+    start_graphs();
     start_batches(meta_.update);
     for (std::int64_t k = meta_.update; k < total_; ++k) {
       update(k);
@@ -360,8 +420,17 @@ class TrainLoop {
     window_loss_ = torch::zeros({}, f64);
     window_acc_ = torch::zeros({}, f64);
     first_nonfinite_ = torch::full({}, -1, f64.dtype(torch::kInt64));
+    update_index_ = torch::zeros({}, f64.dtype(torch::kInt64));
     nonfinite_loss_ = torch::zeros({}, f64);
     interval_start_ = std::chrono::steady_clock::now();
+  }
+
+  // CUDA graphs where the build and the device allow them and the run wants them. The optimiser
+  // steps through DeviceAdam then, on the torch::optim optimiser's own state.
+  void start_graphs() {
+    if (!(spec_.cuda_graphs && device_.is_cuda() && cuda_graphs_available())) return;
+    device_adam_ = std::make_unique<DeviceAdam>(*optimizer_, network_->parameters(), spec_);
+    device_index_ = device_.has_index() ? device_.index() : 0;
   }
 
   // The micro-batches of updates first … total_ − 1, made ahead on a background thread.
@@ -394,14 +463,20 @@ class TrainLoop {
     lr_factor_ = spec_.reference_quirks ? lr_factor(spec_, k, total_)
                                         : lr_factor(spec_, k + 1, total_);
     set_learning_rate(*optimizer_, spec_, spec_.lr * lr_factor_);
+    if (device_adam_) device_adam_->set_learning_rate(spec_.lr * lr_factor_);
+    update_index_.fill_(k);
     std::vector<Batch> parts = batches_->take(k);
     while (true) {
       try {
-        forward_backward(k, parts);
+        if (device_adam_) {
+          graph_update(k, parts);
+        } else {
+          eager_update(parts);
+        }
         break;
       } catch (const std::exception& e) {
         if (!may_retry_smaller(e)) throw;
-        optimizer_->zero_grad();
+        zero_gradients_in_place(network_->parameters());
         compat::empty_device_cache();
         meta_.grad_accumulation *= 2;
         log("out of memory: gradient accumulation raised to " +
@@ -412,8 +487,7 @@ class TrainLoop {
         parts = batches_->take(k);
       }
     }
-    if (spec_.clip_norm > 0) clip_gradients(network_->parameters(), spec_.clip_norm);
-    optimizer_->step();
+    count_update(parts);
     if (out_.seconds_to_first_update < 0) {
       if (device_.is_cuda()) torch::cuda::synchronize();  // the update is done, not just queued
       out_.seconds_to_first_update =
@@ -426,33 +500,94 @@ class TrainLoop {
            spec_.batch_size / (meta_.grad_accumulation * 2) >= 1;
   }
 
-  void forward_backward(std::int64_t k, const std::vector<Batch>& parts) {
-    const bool count_padded = train_set_.spec().protocol == Protocol::kReference;
+  // The update as LibTorch calls, each launched from the host.
+  void eager_update(const std::vector<Batch>& parts) {
     optimizer_->zero_grad();
+    forward_backward(parts);
+    if (spec_.clip_norm > 0) clip_gradients(network_->parameters(), spec_.clip_norm);
+    optimizer_->step();
+  }
+
+  // The update as a CUDA graph: a few eager warm-ups per batch shape on the capture stream, then
+  // one capture, then replays with the batch copied into the graph's input tensors. Everything
+  // the update changes (parameters, gradients, moments, the window sums and the divergence flag)
+  // lives outside the graph and is changed in place; the update index and the learning rate are
+  // device tensors refilled before each update.
+  void graph_update(std::int64_t k, const std::vector<Batch>& parts) {
+    const auto device_work = [this](const std::vector<Batch>& batches) {
+      zero_gradients_in_place(network_->parameters());
+      forward_backward(batches);
+      if (spec_.clip_norm > 0) clip_gradients(network_->parameters(), spec_.clip_norm);
+      device_adam_->step();
+    };
+    // The mode is part of the key: dropout is recorded in a graph (the reference quirk leaves the
+    // network in eval mode after the first evaluation).
+    const std::string key = shape_key(parts) + (network_->is_training() ? "train" : "eval");
+    auto it = graphs_.find(key);
+    if (it == graphs_.end() && graphs_.size() < kMaxGraphs) {
+      it = graphs_.emplace(key, GraphSlot{std::make_unique<CudaGraph>(device_index_)}).first;
+    }
+    if (it == graphs_.end()) {  // too many shapes: this one runs eagerly, on the same optimiser
+      device_work(parts);
+      return;
+    }
+    GraphSlot& slot = it->second;
+    if (slot.warmups < kWarmupsBeforeCapture) {
+      slot.graph->run_on_capture_stream([&] { device_work(parts); });
+      ++slot.warmups;
+      return;
+    }
+    if (slot.inputs.empty()) {
+      slot.inputs = clone_batches(parts);
+      compat::empty_device_cache();  // the warm-ups' cached blocks, for the graph's own pool
+      try {
+        slot.graph->capture([&] { device_work(slot.inputs); }, first_graph_);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(
+            "update " + std::to_string(k + 1) + ": capturing the update as a CUDA graph failed (" +
+            e.what() + "). A layer that reads device values on the host or changes shapes "
+            "between calls cannot be captured; set [training] cuda_graphs = false");
+      }
+      if (first_graph_ == nullptr) first_graph_ = slot.graph.get();
+      ++out_.cuda_graphs;
+    } else {
+      copy_batches(slot.inputs, parts);
+    }
+    slot.graph->replay();
+  }
+
+  // Forward and backward over the micro-batches; the loss and accuracy of the last one go to the
+  // window sums. Device work only, in place: also the body of a captured update.
+  void forward_backward(const std::vector<Batch>& parts) {
+    const bool count_padded = train_set_.spec().protocol == Protocol::kReference;
     for (std::size_t p = 0; p < parts.size(); ++p) {
       const Batch& batch = parts[p];
       const torch::Tensor logits = forward_logits(network_, batch, precision_, device_);
       const torch::Tensor loss = masked_cross_entropy(logits, batch);
-      note_if_nonfinite(k, loss.detach());
+      note_if_nonfinite(loss.detach());
       // The reference sums micro-batch gradients; the sane way averages them.
       const torch::Tensor scaled =
           spec_.reference_quirks ? loss : loss / static_cast<double>(parts.size());
       scaled.backward();
-      tokens_ += batch.steps_total;
       if (p + 1 == parts.size()) {
         window_loss_ += loss.detach().to(torch::kFloat64);
         const torch::Tensor counts = element_accuracy_counts(logits.detach(), batch, count_padded);
         window_acc_ += counts[0] / counts[1].clamp_min(1.0);
-        ++window_updates_;
       }
     }
   }
 
+  // The host's share of an update's bookkeeping (a replayed graph does no host work).
+  void count_update(const std::vector<Batch>& parts) {
+    for (const Batch& b : parts) tokens_ += b.steps_total;
+    ++window_updates_;
+  }
+
   // Records, on the device, the first update whose loss is not finite and that loss.
-  void note_if_nonfinite(std::int64_t k, const torch::Tensor& loss) {
+  void note_if_nonfinite(const torch::Tensor& loss) {
     const torch::Tensor first = torch::isfinite(loss).logical_not().logical_and(first_nonfinite_ < 0);
-    first_nonfinite_ = torch::where(first, torch::full_like(first_nonfinite_, k), first_nonfinite_);
-    nonfinite_loss_ = torch::where(first, loss.to(torch::kFloat64), nonfinite_loss_);
+    first_nonfinite_.copy_(torch::where(first, update_index_, first_nonfinite_));
+    nonfinite_loss_.copy_(torch::where(first, loss.to(torch::kFloat64), nonfinite_loss_));
   }
 
   // Reads the divergence flag (a host sync). True when an update before `end` had a non-finite
@@ -526,6 +661,7 @@ class TrainLoop {
   }
 
   CheckpointMeta checkpoint_meta(std::int64_t k) {
+    if (device_adam_) device_adam_->sync_step_count(k + 1);  // one optimiser step per update
     meta_.update = k + 1;
     meta_.train_seconds = train_seconds_;
     meta_.tokens = tokens_;
@@ -614,6 +750,17 @@ class TrainLoop {
   RunOutcome out_;
   double lr_factor_ = 0;
   std::unique_ptr<BatchQueue> batches_;
+  // CUDA graphs (start_graphs): the graph-safe optimiser, one graph per batch shape.
+  struct GraphSlot {
+    std::unique_ptr<CudaGraph> graph;
+    int warmups = 0;
+    std::vector<Batch> inputs;  // the captured update reads its batch here
+  };
+  std::unique_ptr<DeviceAdam> device_adam_;
+  std::map<std::string, GraphSlot> graphs_;
+  const CudaGraph* first_graph_ = nullptr;  // whose memory pool the later graphs share
+  int device_index_ = 0;
+  torch::Tensor update_index_;  // [] int64 on the device: the update being made (0-based)
   // On the device, read at evaluations: Σ train loss and Σ train accuracy since the last one.
   torch::Tensor window_loss_, window_acc_;
   std::int64_t window_updates_ = 0;

@@ -71,6 +71,7 @@ struct RunOutcome {
   double tokens_per_second = 0;  // training steps (time steps, not samples) per second
   double seconds_to_first_update = -1;  // from the call to the end of its first update; -1: none
   std::int64_t grad_accumulation = 1;
+  std::int64_t cuda_graphs = 0;  // update graphs captured in this call (0: updates ran eagerly)
   bool resumed = false;
   std::int64_t resumed_from = 0;
 };
