@@ -118,7 +118,8 @@ struct LoopFigures {
 // of update kWarm to the end of the last one (the final evaluation is outside the window).
 LoopFigures time_training_loop(const std::string& task_file, sb::NetworkSpec spec,
                                std::int64_t batch, std::int64_t updates,
-                               const std::string& device_name, const std::string& dtype) {
+                               const std::string& device_name, const std::string& dtype,
+                               bool cuda_graphs) {
   constexpr std::int64_t kWarm = 3;
   const sb::TaskSpec task =
       sb::load_task(task_file, {sb::parse_override("train.size=" + std::to_string(updates * batch)),
@@ -139,6 +140,7 @@ LoopFigures time_training_loop(const std::string& task_file, sb::NetworkSpec spe
   ts.lr = 1e-4;
   ts.device = device_name;
   ts.dtype = dtype;
+  ts.cuda_graphs = cuda_graphs;
   std::int64_t window_tokens = 0;  // the steps of updates kWarm + 1 … updates (0-based kWarm …)
   for (std::int64_t i = kWarm * batch; i < updates * batch; ++i) {
     window_tokens += train_set.item(i, 0).steps();
@@ -201,6 +203,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(8, 100000));
   app.add_option("--plugin-path", plugin_paths, "Folder searched for plugins first");
+  bool no_graphs = false;
+  app.add_flag("--no-graphs", no_graphs,
+               "The --loop run without CUDA graphs ([training] cuda_graphs = false)");
   CLI11_PARSE(app, argc, argv);
   install_crash_handler();
 
@@ -297,7 +302,8 @@ int main(int argc, char** argv) {
           std::fflush(stdout);
           sb::compat::empty_device_cache();
           const LoopFigures loop =
-              time_training_loop(loop_task, spec, batch, loop_updates, device_name, dtype_name);
+              time_training_loop(loop_task, spec, batch, loop_updates, device_name, dtype_name,
+                                 !no_graphs);
           std::printf(" %14.0f %14.2f %10.2f %10.0f", loop.tokens_per_second,
                       loop.tokens_per_second / train, loop.first_update_seconds, loop.peak_mib);
         }
