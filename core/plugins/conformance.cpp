@@ -378,7 +378,9 @@ class Checker {
       expect(err <= allowed, "on " + where + " the output differs from cpu float32 by " +
                                  format_number(err) + " (allowed " + format_number(allowed) + ")");
       if (precision.autocast()) {
-        // Mixed precision trains: every parameter gets a finite fp32 gradient.
+        // Mixed precision trains: every parameter gets a finite fp32 gradient (in training mode,
+        // which some backward passes require, as cuDNN's RNN does).
+        moved->train();
         torch::Tensor out;
         {
           const AutocastScope autocast(precision, device);
