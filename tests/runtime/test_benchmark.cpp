@@ -212,3 +212,35 @@ TEST(BenchmarkRun, RunsSkipsAndRefusesToResumeWithOtherSettings) {
 }
 
 }  // namespace
+
+namespace {
+
+// The state size the reference gives mamba and mamba2 in each paper preset (data.md §11.2): its
+// network builder passes d_state to both, 64 in task 3's sweep and 128 (the plugins' default)
+// elsewhere.
+TEST(Benchmark, PaperPresetsGiveMambaAndMamba2TheReferenceStateSize) {
+  int checked = 0;
+  for (const char* folder : {"configs/paper", "configs/paper-small"}) {
+    for (const auto& entry : fs::directory_iterator(fs::path(SELECTIVBENCH_SOURCE_DIR) / folder)) {
+      if (entry.path().extension() != ".toml") continue;
+      const sb::BenchmarkSpec b = sb::load_benchmark(entry.path().string());
+      const std::int64_t expected =
+          entry.path().filename().string().rfind("task3", 0) == 0 ? 64 : 128;
+      for (const std::string model : {"mamba", "mamba2"}) {
+        if (std::find(b.models.begin(), b.models.end(), model) == b.models.end()) continue;
+        std::int64_t d_state = 128;  // OptionSpec default in plugins/mamba*/
+        const auto it = b.plugin_options.find(model);
+        if (it != b.plugin_options.end()) {
+          for (const auto& [key, value] : it->second) {
+            if (key == "d_state") d_state = std::get<std::int64_t>(value);
+          }
+        }
+        EXPECT_EQ(d_state, expected) << entry.path() << ": " << model;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GE(checked, 4);
+}
+
+}  // namespace
