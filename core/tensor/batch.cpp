@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/util/parallel.hpp"
 #include "core/util/random.hpp"
@@ -60,13 +61,11 @@ Batch make_batch(const Dataset& dataset, const std::vector<std::int64_t>& indice
 
   std::int64_t max_steps = 0;
   std::int64_t max_elements = 0;
-  std::int64_t real_elements = 0;
   std::int64_t steps_total = 0;
   for (const Item& item : items) {
     steps_total += item.steps();
     max_steps = std::max<std::int64_t>(max_steps, item.steps());
     max_elements = std::max<std::int64_t>(max_elements, item.elements());
-    real_elements += item.elements();
   }
 
   const Grammar& grammar = dataset.grammar();
@@ -77,7 +76,6 @@ Batch make_batch(const Dataset& dataset, const std::vector<std::int64_t>& indice
 
   Batch batch;
   batch.num_classes = num_classes(dataset);
-  batch.elements_padded = batch_size * E - real_elements;
   batch.steps_total = steps_total;
   batch.inputs = torch::zeros({batch_size, T, vocab}, torch::kFloat32);
   batch.labels = torch::zeros({batch_size, T}, torch::kInt64);
@@ -170,6 +168,57 @@ Batch to_device(const Batch& batch, const at::Device& device) {
   return map_tensors(batch, [&](const at::Tensor& t) {
     return t.to(device, t.scalar_type(), non_blocking);
   });
+}
+
+namespace {
+
+// The tensors padded along the step axis (dim 1) and those padded along the element axis, with
+// the value that marks padding in each.
+struct PaddedTensor {
+  at::Tensor Batch::*member;
+  bool along_steps;
+  double pad_value;
+};
+constexpr PaddedTensor kPaddedTensors[] = {
+    {&Batch::inputs, true, 0.0},          {&Batch::labels, true, 0.0},
+    {&Batch::mask, true, 0.0},            {&Batch::step_element, true, -1.0},
+    {&Batch::element_labels, false, 0.0}, {&Batch::element_mask, false, 0.0},
+    {&Batch::target_probs, false, 0.0},
+};
+
+}  // namespace
+
+Batch pad_batch(const Batch& batch, std::int64_t steps, std::int64_t elements) {
+  Batch out = batch;
+  for (const PaddedTensor& p : kPaddedTensors) {
+    const at::Tensor& t = batch.*p.member;
+    if (!t.defined()) continue;
+    std::vector<std::int64_t> shape = t.sizes().vec();
+    shape[1] = p.along_steps ? steps : elements;
+    out.*p.member = torch::empty(shape, t.options());
+  }
+  out.lengths = batch.lengths.defined() ? batch.lengths.clone() : batch.lengths;
+  copy_padded(out, batch);
+  return out;
+}
+
+void copy_padded(Batch& to, const Batch& from) {
+  for (const PaddedTensor& p : kPaddedTensors) {
+    at::Tensor& dst = to.*p.member;
+    const at::Tensor& src = from.*p.member;
+    if (dst.defined() != src.defined() || (dst.defined() && (dst.dim() != src.dim() ||
+                                                             dst.size(0) != src.size(0) ||
+                                                             dst.size(1) < src.size(1)))) {
+      throw std::invalid_argument("copy_padded: the batch does not fit the padded one's shapes");
+    }
+    if (!dst.defined()) continue;
+    const std::int64_t n = src.size(1);
+    if (n < dst.size(1)) dst.narrow(1, n, dst.size(1) - n).fill_(p.pad_value);
+    dst.narrow(1, 0, n).copy_(src, /*non_blocking=*/true);
+  }
+  if (to.lengths.defined()) to.lengths.copy_(from.lengths, /*non_blocking=*/true);
+  to.num_classes = from.num_classes;
+  to.steps_total = from.steps_total;
 }
 
 }  // namespace sb

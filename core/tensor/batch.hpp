@@ -24,7 +24,6 @@ struct Batch {
   at::Tensor target_probs;    // [B, E, V] float32: next-symbol distribution (next-symbol mode only)
   at::Tensor lengths;         // [B] int64: steps of each item
   std::int64_t num_classes = 0;
-  std::int64_t elements_padded = 0;  // B·E minus real elements (for the reference's B17 metric)
   std::int64_t steps_total = 0;      // Σ lengths, known on the host without reading the device
 };
 
@@ -46,5 +45,16 @@ Batch pin_memory(const Batch& batch);
 
 // Moves every tensor of the batch to `device` (non-blocking where possible).
 Batch to_device(const Batch& batch, const at::Device& device);
+
+// The batch with `steps` ≥ T steps and `elements` ≥ E elements, on its device: the extra steps
+// and elements are padding (no input, unsupervised, step_element -1). For a causal model every
+// loss and accuracy count of the padded batch equals the original's (up to rounding), so a few
+// padded shapes can serve the batches of a task whose lengths vary (one CUDA graph per shape).
+Batch pad_batch(const Batch& batch, std::int64_t steps, std::int64_t elements);
+
+// Writes `from` into the tensors of `to` (as long or longer on the step and element axes, same
+// dtypes and other sizes), padding the rest; `to` keeps its storage (a CUDA graph's inputs).
+// Throws std::invalid_argument when `from` does not fit.
+void copy_padded(Batch& to, const Batch& from);
 
 }  // namespace sb

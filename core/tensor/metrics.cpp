@@ -71,8 +71,12 @@ at::Tensor element_accuracy_counts(const at::Tensor& logits, const Batch& batch,
   const at::Tensor correct =
       (pred == batch.element_labels).logical_and(batch.element_mask).sum().to(torch::kFloat64);
   if (count_padded_elements) {
-    const auto padded = static_cast<double>(batch.elements_padded);
-    return torch::stack({correct + padded, torch::full({}, static_cast<double>(B * E), f64)});
+    // The reference counts every slot of its [B, E] grid, E the longest item's elements, padded
+    // slots as correct. Both numbers come from step_element on the device rather than from the
+    // tensors' shapes: a batch padded further (to a CUDA graph's bucket) counts the same.
+    const at::Tensor elements = batch.step_element.amax(1).add(1).to(torch::kFloat64);  // [B]
+    const at::Tensor slots = elements.max() * static_cast<double>(B);
+    return torch::stack({correct + (slots - elements.sum()), slots});
   }
   return torch::stack({correct, batch.element_mask.sum().to(torch::kFloat64)});
 }

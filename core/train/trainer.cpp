@@ -4,7 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <map>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <sstream>
@@ -285,45 +285,56 @@ void zero_gradients_in_place(const std::vector<torch::Tensor>& parameters) {
   }
 }
 
-// Every host value that the captured work of an update depends on: the shapes of its micro-batches
-// and the host numbers their metrics read. Updates with equal keys replay one graph.
-std::string shape_key(const std::vector<Batch>& parts) {
-  std::ostringstream key;
+// The length a batch axis of length n is padded to for a CUDA graph: the next multiple of the
+// largest power of two ≤ n/16 (at least 8), so padding costs at most 1/16 of the work and a task
+// whose lengths vary by a few percent (tasks 2-4) needs a handful of graphs. Task 1's T = 400 is
+// a multiple of its quantum 16: it is not padded.
+std::int64_t bucket_length(std::int64_t n) {
+  std::int64_t quantum = 8;
+  while (quantum * 2 * 16 <= n) quantum *= 2;
+  return (n + quantum - 1) / quantum * quantum;
+}
+
+// What a captured update's shapes are: per micro-batch, its rows, steps and elements. Every other
+// host value the captured work reads (vocabulary, classes, which tensors exist) is fixed per run.
+struct PartShape {
+  std::int64_t rows = 0, steps = 0, elements = 0;
+  bool operator==(const PartShape&) const = default;
+};
+using UpdateShape = std::vector<PartShape>;
+
+UpdateShape shape_of(const std::vector<Batch>& parts) {
+  UpdateShape shape;
   for (const Batch& b : parts) {
-    for (const at::Tensor* t : {&b.inputs, &b.labels, &b.mask, &b.step_element, &b.element_labels,
-                                &b.element_mask, &b.target_probs, &b.lengths}) {
-      if (t->defined()) key << t->sizes(); else key << "-";
-    }
-    key << b.num_classes << "," << b.elements_padded << ";";
+    shape.push_back({b.mask.size(0), b.mask.size(1), b.element_mask.size(1)});
   }
-  return key.str();
+  return shape;
 }
 
-// Copies the tensors of `from` into those of `to` (same shapes: same shape_key).
-void copy_batches(std::vector<Batch>& to, const std::vector<Batch>& from) {
-  for (std::size_t i = 0; i < to.size(); ++i) {
-    Batch& t = to[i];
-    const Batch& f = from[i];
-    for (auto [dst, src] : {std::pair{&t.inputs, &f.inputs}, {&t.labels, &f.labels},
-                            {&t.mask, &f.mask}, {&t.step_element, &f.step_element},
-                            {&t.element_labels, &f.element_labels},
-                            {&t.element_mask, &f.element_mask},
-                            {&t.target_probs, &f.target_probs}, {&t.lengths, &f.lengths}}) {
-      if (dst->defined()) dst->copy_(*src, /*non_blocking=*/true);
-    }
-    t.steps_total = f.steps_total;
+UpdateShape bucketed(UpdateShape shape) {
+  for (PartShape& p : shape) {
+    p.steps = bucket_length(p.steps);
+    p.elements = bucket_length(p.elements);
   }
+  return shape;
 }
 
-std::vector<Batch> clone_batches(const std::vector<Batch>& parts) {
-  std::vector<Batch> out = parts;
-  for (Batch& b : out) {
-    for (at::Tensor* t : {&b.inputs, &b.labels, &b.mask, &b.step_element, &b.element_labels,
-                          &b.element_mask, &b.target_probs, &b.lengths}) {
-      if (t->defined()) *t = t->clone();
+// Whether batches of shape `natural` can be padded to `padded`.
+bool fits(const UpdateShape& natural, const UpdateShape& padded) {
+  if (natural.size() != padded.size()) return false;
+  for (std::size_t i = 0; i < natural.size(); ++i) {
+    if (natural[i].rows != padded[i].rows || natural[i].steps > padded[i].steps ||
+        natural[i].elements > padded[i].elements) {
+      return false;
     }
   }
-  return out;
+  return true;
+}
+
+std::int64_t padded_steps(const UpdateShape& shape) {
+  std::int64_t n = 0;
+  for (const PartShape& p : shape) n += p.rows * p.steps;
+  return n;
 }
 
 // Eager updates of a batch shape before its capture: the first allocates the gradients and
@@ -332,6 +343,16 @@ constexpr int kWarmupsBeforeCapture = 2;
 // Graphs kept per run (each holds its batch buffers; intermediates are shared): enough for the
 // few bucket lengths of a task, not one per odd batch shape.
 constexpr std::size_t kMaxGraphs = 6;
+
+// One CUDA graph of a run's update and the batch buffers it reads.
+struct GraphSlot {
+  std::unique_ptr<CudaGraph> graph;
+  bool training = true;       // the network's mode it was recorded in
+  UpdateShape shape;          // its micro-batches' padded shapes
+  int warmups = 0;
+  bool captured = false;
+  std::vector<Batch> inputs;  // the captured update reads its (padded) batch here
+};
 
 // One training run in a run folder: the steps of train() below, with the state they share.
 class TrainLoop {
@@ -508,8 +529,9 @@ class TrainLoop {
     optimizer_->step();
   }
 
-  // The update as a CUDA graph: a few eager warm-ups per batch shape on the capture stream, then
-  // one capture, then replays with the batch copied into the graph's input tensors. Everything
+  // The update as a CUDA graph: a few eager warm-ups per padded batch shape on the capture
+  // stream, then one capture, then replays with the batch copied (and padded) into the graph's
+  // input tensors; batches of varying length share the graphs of a few bucket lengths. Everything
   // the update changes (parameters, gradients, moments, the window sums and the divergence flag)
   // lives outside the graph and is changed in place; the update index and the learning rate are
   // device tensors refilled before each update.
@@ -520,40 +542,63 @@ class TrainLoop {
       if (spec_.clip_norm > 0) clip_gradients(network_->parameters(), spec_.clip_norm);
       device_adam_->step();
     };
-    // The mode is part of the key: dropout is recorded in a graph (the reference quirk leaves the
-    // network in eval mode after the first evaluation).
-    const std::string key = shape_key(parts) + (network_->is_training() ? "train" : "eval");
-    auto it = graphs_.find(key);
-    if (it == graphs_.end() && graphs_.size() < kMaxGraphs) {
-      it = graphs_.emplace(key, GraphSlot{std::make_unique<CudaGraph>(device_index_)}).first;
-    }
-    if (it == graphs_.end()) {  // too many shapes: this one runs eagerly, on the same optimiser
+    GraphSlot* slot = graph_for(shape_of(parts));
+    if (slot == nullptr) {  // too many shapes: this one runs eagerly, on the same optimiser
       device_work(parts);
       return;
     }
-    GraphSlot& slot = it->second;
-    if (slot.warmups < kWarmupsBeforeCapture) {
-      slot.graph->run_on_capture_stream([&] { device_work(parts); });
-      ++slot.warmups;
+    if (slot->inputs.empty()) {  // the graph's own input buffers, at its padded shapes
+      for (std::size_t i = 0; i < parts.size(); ++i) {
+        slot->inputs.push_back(pad_batch(parts[i], slot->shape[i].steps, slot->shape[i].elements));
+      }
+    } else {
+      for (std::size_t i = 0; i < parts.size(); ++i) copy_padded(slot->inputs[i], parts[i]);
+    }
+    if (slot->warmups < kWarmupsBeforeCapture) {
+      slot->graph->run_on_capture_stream([&] { device_work(slot->inputs); });
+      ++slot->warmups;
       return;
     }
-    if (slot.inputs.empty()) {
-      slot.inputs = clone_batches(parts);
+    if (!slot->captured) {
       compat::empty_device_cache();  // the warm-ups' cached blocks, for the graph's own pool
       try {
-        slot.graph->capture([&] { device_work(slot.inputs); }, first_graph_);
+        slot->graph->capture([&] { device_work(slot->inputs); }, first_graph_);
       } catch (const std::exception& e) {
         throw std::runtime_error(
             "update " + std::to_string(k + 1) + ": capturing the update as a CUDA graph failed (" +
             e.what() + "). A layer that reads device values on the host or changes shapes "
             "between calls cannot be captured; set [training] cuda_graphs = false");
       }
-      if (first_graph_ == nullptr) first_graph_ = slot.graph.get();
+      slot->captured = true;
+      if (first_graph_ == nullptr) first_graph_ = slot->graph.get();
       ++out_.cuda_graphs;
-    } else {
-      copy_batches(slot.inputs, parts);
     }
-    slot.graph->replay();
+    slot->graph->replay();
+  }
+
+  // The graph that serves an update of shape `natural` in the network's present mode (dropout is
+  // recorded in a graph; the reference quirk leaves the network in eval mode after the first
+  // evaluation): the one of its bucketed shape, made if there is room, else the existing one
+  // that fits with the least padding; nullptr when none fits.
+  GraphSlot* graph_for(const UpdateShape& natural) {
+    const bool training = network_->is_training();
+    const UpdateShape wanted = bucketed(natural);
+    for (GraphSlot& slot : graphs_) {
+      if (slot.training == training && slot.shape == wanted) return &slot;
+    }
+    if (graphs_.size() < kMaxGraphs) {
+      GraphSlot& slot = graphs_.emplace_back();
+      slot.graph = std::make_unique<CudaGraph>(device_index_);
+      slot.training = training;
+      slot.shape = wanted;
+      return &slot;
+    }
+    GraphSlot* best = nullptr;
+    for (GraphSlot& slot : graphs_) {
+      if (slot.training != training || !fits(natural, slot.shape)) continue;
+      if (best == nullptr || padded_steps(slot.shape) < padded_steps(best->shape)) best = &slot;
+    }
+    return best;
   }
 
   // Forward and backward over the micro-batches; the loss and accuracy of the last one go to the
@@ -751,13 +796,8 @@ class TrainLoop {
   double lr_factor_ = 0;
   std::unique_ptr<BatchQueue> batches_;
   // CUDA graphs (start_graphs): the graph-safe optimiser, one graph per batch shape.
-  struct GraphSlot {
-    std::unique_ptr<CudaGraph> graph;
-    int warmups = 0;
-    std::vector<Batch> inputs;  // the captured update reads its batch here
-  };
   std::unique_ptr<DeviceAdam> device_adam_;
-  std::map<std::string, GraphSlot> graphs_;
+  std::deque<GraphSlot> graphs_;  // a deque: slots keep their addresses as graphs are added
   const CudaGraph* first_graph_ = nullptr;  // whose memory pool the later graphs share
   int device_index_ = 0;
   torch::Tensor update_index_;  // [] int64 on the device: the update being made (0-based)

@@ -130,6 +130,21 @@ TinyTask tiny_task() {
           sb::Dataset::create(grammar, task.data, sb::Split::kTest)};
 }
 
+// The tiny task with gaps of 1-5 blanks: batch lengths vary (42-55 steps per item). That the
+// reference protocol's counts do not change with padding is ElementAccuracy's test.
+TinyTask varying_task() {
+  const auto task = sb::load_task(
+      kSource + "/tasks/quickstart.toml",
+      {sb::parse_override("train.size=96"), sb::parse_override("test.size=16"),
+       sb::parse_override("sequence.length=12"), sb::parse_override("sequence.max_string_length=12"),
+       sb::parse_override("train.gap.duration={ dist = \"uniform\", low = 0.1, high = 0.5 }"),
+       sb::parse_override("test.gap.duration=0.3")});
+  auto grammar =
+      std::make_shared<const sb::Grammar>(sb::make_grammar(task.data.grammar, task.data.seed));
+  return {sb::Dataset::create(grammar, task.data, sb::Split::kTrain),
+          sb::Dataset::create(grammar, task.data, sb::Split::kTest)};
+}
+
 sb::NetworkSpec tiny_spec(const TinyTask& data, const std::vector<sb::LayerSpec>& layers) {
   sb::NetworkSpec spec;
   spec.input_size = data.test.grammar().vocab();
@@ -326,6 +341,43 @@ TEST(Training, CudaGraphsTrainLikeEagerUpdates) {
     const auto c = sb::train(resumed, data.train, data.test, training, graph_dir);
     EXPECT_TRUE(c.resumed);
     EXPECT_EQ(c.status, "finished") << c.message;
+  }
+}
+
+// Batches whose lengths vary (a gap of 1-5 blanks after each symbol): graphs serve them padded
+// to a few bucket lengths, and the run still trains like the eager one.
+TEST(Training, CudaGraphsServeBatchesOfVaryingLengthPadded) {
+  if (!torch::cuda::is_available() || !sb::cuda_graphs_available()) {
+    GTEST_SKIP() << "needs CUDA and a LibTorch that captures graphs";
+  }
+  const TinyTask data = varying_task();
+  const auto spec = tiny_spec(data, {layer("gla"), layer("transformer")});
+  auto training = tiny_training();
+  training.device = "cuda";
+  training.max_updates = 24;
+  training.cuda_graphs = false;
+  auto eager = sb::Network(spec);
+  const std::string eager_dir = fresh_dir("eager_varying");
+  const auto a = sb::train(eager, data.train, data.test, training, eager_dir);
+  training.cuda_graphs = true;
+  auto graphed = sb::Network(spec);
+  const std::string graph_dir = fresh_dir("graphed_varying");
+  const auto b = sb::train(graphed, data.train, data.test, training, graph_dir);
+  ASSERT_EQ(a.status, "finished") << a.message;
+  ASSERT_EQ(b.status, "finished") << b.message;
+  EXPECT_GE(b.cuda_graphs, 1);
+  EXPECT_LE(b.cuda_graphs, 6);
+  const auto pa = eager->parameters(), pb = graphed->parameters();
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(pa[i], pb[i], 1e-3, 1e-4))
+        << i << ": max difference " << (pa[i] - pb[i]).abs().max().item<double>();
+  }
+  const auto ma = metrics_of(eager_dir), mb = metrics_of(graph_dir);
+  ASSERT_EQ(ma.size(), mb.size());
+  for (std::size_t i = 0; i < ma.size(); ++i) {
+    EXPECT_NEAR(ma[i]["train_loss"].get<double>(), mb[i]["train_loss"].get<double>(), 1e-3);
+    EXPECT_NEAR(ma[i]["train_acc"].get<double>(), mb[i]["train_acc"].get<double>(), 0.02);
+    EXPECT_NEAR(ma[i]["test_loss"].get<double>(), mb[i]["test_loss"].get<double>(), 1e-3);
   }
 }
 

@@ -89,7 +89,8 @@ TEST(Batch, StateModeShapesPaddingOneHotAndLabels) {
   EXPECT_EQ(batch.num_classes, g.num_states());
   EXPECT_EQ(batch.num_classes, 8);
   EXPECT_EQ(num_classes(ds), 8);
-  EXPECT_EQ(batch.elements_padded, 0);
+  // Every item has all E elements (step_element numbers them 0 … E − 1).
+  EXPECT_EQ(batch.step_element.amax(1).add(1).eq(E).all().item<bool>(), true);
   EXPECT_EQ(batch.inputs.sizes(), (std::vector<std::int64_t>{B, T, V}));
   EXPECT_EQ(batch.labels.sizes(), (std::vector<std::int64_t>{B, T}));
   EXPECT_EQ(batch.mask.sizes(), (std::vector<std::int64_t>{B, T}));

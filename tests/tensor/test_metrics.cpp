@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <random>
 #include <vector>
 
@@ -19,17 +20,14 @@ Batch hand_batch(const std::vector<std::vector<int>>& windows,
   const auto B = static_cast<std::int64_t>(windows.size());
   std::int64_t T = 0;
   std::int64_t E = 0;
-  std::int64_t real = 0;
   for (const auto& w : windows) {
     std::int64_t steps = 0;
     for (int n : w) steps += n;
     T = std::max(T, steps);
     E = std::max<std::int64_t>(E, static_cast<std::int64_t>(w.size()));
-    real += static_cast<std::int64_t>(w.size());
   }
   Batch batch;
   batch.num_classes = num_classes;
-  batch.elements_padded = B * E - real;
   batch.labels = torch::zeros({B, T}, torch::kInt64);
   batch.mask = torch::zeros({B, T}, torch::kFloat32);
   batch.step_element = torch::full({B, T}, -1, torch::kInt64);
@@ -95,7 +93,6 @@ TEST(ElementAccuracy, TiesGoToTheFirstClass) {
 TEST(ElementAccuracy, PaddedElementsAndPaddingSteps) {
   // Item 0: three elements over steps [0,1) [1,3) [3,4); item 1: one element over [0,2).
   const Batch batch = hand_batch({{1, 2, 1}, {2}}, {{0, 1, 2}, {1}}, 3);
-  ASSERT_EQ(batch.elements_padded, 2);
   at::Tensor logits = torch::zeros({2, 4, 3});
   logits[0][0][0] = 5.0F;  // element 0 -> 0, correct
   logits[0][1][1] = 5.0F;  // element 1 -> 1, correct
@@ -121,6 +118,42 @@ TEST(ElementAccuracy, PaddedElementsAndPaddingSteps) {
   const AccuracyCounts p = element_accuracy(logits, partial, false);
   EXPECT_EQ(p.correct, 1);
   EXPECT_EQ(p.total, 3);
+}
+
+TEST(ElementAccuracy, PaddingABatchFurtherChangesNoMetric) {
+  // A CUDA graph serves batches padded to its bucket lengths: 3 more steps and 2 more elements
+  // than the batch's own must change neither the loss nor either protocol's counts.
+  const Batch batch = hand_batch({{1, 2, 1}, {2}}, {{0, 1, 2}, {1}}, 3);
+  torch::manual_seed(7);
+  const at::Tensor logits = torch::randn({2, 4, 3}, torch::TensorOptions().dtype(torch::kFloat64))
+                                .to(torch::kFloat32);
+  const Batch padded = pad_batch(batch, 7, 5);
+  ASSERT_EQ(padded.mask.size(1), 7);
+  ASSERT_EQ(padded.element_mask.size(1), 5);
+  // Whatever the model emits on the padding.
+  const at::Tensor padded_logits =
+      torch::cat({logits, torch::full({2, 3, 3}, std::numeric_limits<float>::quiet_NaN())}, 1);
+  for (const bool reference : {false, true}) {
+    const AccuracyCounts a = element_accuracy(logits, batch, reference);
+    const AccuracyCounts b = element_accuracy(padded_logits, padded, reference);
+    EXPECT_EQ(a.correct, b.correct) << "reference protocol " << reference;
+    EXPECT_EQ(a.total, b.total) << "reference protocol " << reference;
+  }
+  // The loss is the same sum over more (zero) terms: equal up to the order of the summation.
+  EXPECT_FLOAT_EQ(masked_cross_entropy(logits, batch).item<float>(),
+                  masked_cross_entropy(padded_logits, padded).item<float>());
+}
+
+TEST(ElementAccuracy, CopyPaddedRefusesABatchLongerThanItsTarget) {
+  const Batch small = hand_batch({{1, 1}}, {{0, 1}}, 2);
+  const Batch large = hand_batch({{2, 2, 2}}, {{0, 1, 0}}, 2);
+  Batch target = pad_batch(small, 4, 2);
+  EXPECT_THROW(copy_padded(target, large), std::invalid_argument);
+  Batch roomy = pad_batch(small, 8, 4);
+  copy_padded(roomy, large);  // fits; the old content past it becomes padding
+  EXPECT_EQ(roomy.step_element.index({0, torch::indexing::Slice(6, 8)}).eq(-1).all().item<bool>(),
+            true);
+  EXPECT_EQ(roomy.mask.sum().item<float>(), 6.0F);
 }
 
 TEST(ElementAccuracy, LongWindowsKeepPrecision) {
