@@ -27,6 +27,10 @@ struct TaskOptions {
 };
 void add_task_options(CLI::App& command, TaskOptions& options);
 
+// A task or benchmark file argument: as given, or the installed presets' copy of a relative path
+// (share/selectivbench/tasks/…, configs/…) when it does not exist here; then it must exist.
+CLI::Validator preset_file();
+
 // Sets `action` to the command's body.
 void add_grammar_command(CLI::App& app, std::function<int()>& action);
 void add_show_command(CLI::App& app, std::function<int()>& action);

@@ -19,14 +19,26 @@
 #include "core/data/statistics.hpp"
 #include "core/tensor/batch.hpp"
 #include "core/util/atomic_file.hpp"
+#include "core/util/install_dirs.hpp"
 #include "core/util/parallel.hpp"
 
 namespace sb::cli {
 
+CLI::Validator preset_file() {
+  return CLI::Validator(
+      [](std::string& path) {
+        path = resolve_preset_path(path);
+        return CLI::ExistingFile(path);
+      },
+      "FILE");
+}
+
 void add_task_options(CLI::App& command, TaskOptions& o) {
-  command.add_option("task", o.task_file, "Task file (TOML), e.g. tasks/quickstart.toml")
+  command.add_option("task", o.task_file,
+                     "Task file (TOML), e.g. tasks/quickstart.toml (also found among the "
+                     "installed presets)")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->transform(preset_file());
   command.add_option("--set", o.overrides,
                      "Override a task key, e.g. --set grammar.ambiguities=20 (repeatable)")
       ->type_name("KEY=VALUE");

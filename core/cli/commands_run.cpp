@@ -16,6 +16,7 @@
 #include "core/cli/commands.hpp"
 #include "core/cli/progress.hpp"
 #include "core/config/benchmark.hpp"
+#include "core/util/install_dirs.hpp"
 #include "core/run/device_info.hpp"
 #include "core/run/preflight.hpp"
 #include "core/run/results.hpp"
@@ -62,9 +63,11 @@ struct SweepArgs {
 };
 
 void add_sweep_options(CLI::App& cmd, SweepArgs& o) {
-  cmd.add_option("config", o.config, "Benchmark file (TOML), e.g. configs/quickstart.toml")
+  cmd.add_option("config", o.config,
+                 "Benchmark file (TOML), e.g. configs/quickstart.toml (also found among the "
+                 "installed presets)")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->transform(preset_file());
   cmd.add_option("--out", o.out, "Output folder (default: out/<benchmark name>)");
   cmd.add_option("--set", o.overrides,
                  "Override a benchmark key, e.g. --set training.max_updates=500 (repeatable)")
@@ -96,10 +99,9 @@ BenchmarkSpec load_sweep(const SweepArgs& o, std::vector<Override>* used = nullp
 }
 
 std::string self_executable() {
-  std::error_code ec;
-  const auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) throw std::runtime_error("cannot find this program's path: " + ec.message());
-  return p.string();
+  const std::string p = executable_path();
+  if (p.empty()) throw std::runtime_error("cannot find this program's path (/proc/self/exe)");
+  return p;
 }
 
 std::string absolute(const std::string& path) {

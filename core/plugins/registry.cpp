@@ -1,7 +1,6 @@
 #define BOOST_DLL_USE_STD_FS 1
 #include "core/plugins/registry.hpp"
 
-#include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <cmath>
 #include <cstdlib>
@@ -10,6 +9,7 @@
 #include <sstream>
 
 #include "core/config/strict_toml.hpp"
+#include "core/util/install_dirs.hpp"
 
 #ifndef SELECTIVBENCH_BUILD_PLUGIN_DIR
 #define SELECTIVBENCH_BUILD_PLUGIN_DIR ""
@@ -100,16 +100,14 @@ std::vector<SearchFolder> plugin_search_path(const std::vector<std::string>& com
       if (!item.empty()) out.push_back({item, "SELECTIVBENCH_PLUGIN_PATH"});
     }
   }
-  // The installed folder, relative to the executable so that an install prefix can move.
+  // The installed folder, relative to the executable so that an install prefix can move. A
+  // binary that has one is installed and never looks into the build tree it came from (which may
+  // hold other, newer plugins); one run from its build tree has none.
+  const std::string installed = under_install_prefix(SELECTIVBENCH_INSTALL_PLUGIN_RELDIR);
   std::error_code ec;
-  const fs::path exe = boost::dll::program_location(ec);
-  if (!ec) {
-    out.push_back({(exe.parent_path().parent_path() / SELECTIVBENCH_INSTALL_PLUGIN_RELDIR)
-                       .lexically_normal()
-                       .string(),
-                   "installed"});
-  }
-  if (std::string(SELECTIVBENCH_BUILD_PLUGIN_DIR).size()) {
+  if (!installed.empty()) out.push_back({installed, "installed"});
+  const bool is_installed = !installed.empty() && fs::is_directory(installed, ec);
+  if (!is_installed && std::string(SELECTIVBENCH_BUILD_PLUGIN_DIR).size()) {
     out.push_back({SELECTIVBENCH_BUILD_PLUGIN_DIR, "build tree"});
   }
   return out;

@@ -45,6 +45,13 @@ if(NOT EXISTS ${plugin})
   message(FATAL_ERROR "the example did not produce ${plugin}")
 endif()
 
+# README step 3 ends with CTest in the example's build folder: its check-plugin test must find
+# the installed binary (the package's paths once resolved under /usr for any prefix).
+run(${CMAKE_CTEST_COMMAND} --test-dir ${WORK_DIR}/my_gate --output-on-failure)
+expect_contains("${last_out}" "100% tests passed" "ctest in the example's build folder")
+file(READ ${WORK_DIR}/my_gate/CTestTestfile.cmake ctest_file)
+expect_contains("${ctest_file}" "${exe}" "the example's test (runs the installed binary)")
+
 # 3a. The installed binary finds its installed plugins and, through --plugin-path, the new one.
 run(${exe} plugins --verbose --plugin-path ${WORK_DIR}/my_gate)
 expect_contains("${last_out}" "my_gate" "plugins")
@@ -52,11 +59,42 @@ expect_contains("${last_out}" "scalar/head" "plugins (taxonomy column of my_gate
 expect_contains("${last_out}" "${prefix}" "plugins (installed folder)")
 expect_contains("${last_out}" "transformer" "plugins (installed built-ins)")
 
-# 3b. Conformance, by path.
+# 3b. Conformance, by path and (README step 4) by name through SELECTIVBENCH_PLUGIN_PATH.
 run(${exe} check-plugin ${plugin} --no-throughput --threads 1)
 expect_contains("${last_out}" "PASSED" "check-plugin")
+set(ENV{SELECTIVBENCH_PLUGIN_PATH} ${WORK_DIR}/my_gate)
+run(${exe} check-plugin my_gate --no-throughput --threads 1)
+expect_contains("${last_out}" "PASSED" "check-plugin by name")
+unset(ENV{SELECTIVBENCH_PLUGIN_PATH})
 
-# 3c. A few training steps, the plugin found through SELECTIVBENCH_PLUGIN_PATH, next to gla.
+# 3c. The installed binary does not look into the build tree it came from: its built-ins come
+#     from the prefix only.
+run(${exe} plugins --verbose)
+string(FIND "${last_out}" "${BUILD_DIR}/plugins" build_tree)
+if(NOT build_tree EQUAL -1)
+  message(FATAL_ERROR "the installed binary lists the build tree's plugins:\n${last_out}")
+endif()
+
+# 3d. The presets are installed, and found from any folder by their relative paths.
+foreach(preset tasks/quickstart.toml configs/quickstart.toml configs/paper/task2.toml)
+  if(NOT EXISTS ${prefix}/share/selectivbench/${preset})
+    message(FATAL_ERROR "not installed: share/selectivbench/${preset}")
+  endif()
+endforeach()
+execute_process(COMMAND ${exe} grammar tasks/quickstart.toml WORKING_DIRECTORY ${WORK_DIR}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "installed preset tasks/quickstart.toml not found from ${WORK_DIR}:\n${err}")
+endif()
+execute_process(COMMAND ${exe} run configs/paper/task2.toml --dry-run --device cpu
+                        --out ${WORK_DIR}/dry
+                WORKING_DIRECTORY ${WORK_DIR} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "installed preset configs/paper/task2.toml: ${rc}\n${out}\n${err}")
+endif()
+
+# 3e. A few training steps, the plugin found through SELECTIVBENCH_PLUGIN_PATH, next to gla.
 file(WRITE ${WORK_DIR}/bench.toml "
 [benchmark]
 name = \"out_of_tree\"
