@@ -319,24 +319,6 @@ UpdateShape bucketed(UpdateShape shape) {
   return shape;
 }
 
-// Whether batches of shape `natural` can be padded to `padded`.
-bool fits(const UpdateShape& natural, const UpdateShape& padded) {
-  if (natural.size() != padded.size()) return false;
-  for (std::size_t i = 0; i < natural.size(); ++i) {
-    if (natural[i].rows != padded[i].rows || natural[i].steps > padded[i].steps ||
-        natural[i].elements > padded[i].elements) {
-      return false;
-    }
-  }
-  return true;
-}
-
-std::int64_t padded_steps(const UpdateShape& shape) {
-  std::int64_t n = 0;
-  for (const PartShape& p : shape) n += p.rows * p.steps;
-  return n;
-}
-
 // Eager updates of a batch shape before its capture: the first allocates the gradients and
 // initialises libraries lazily, outside the graph's memory.
 constexpr int kWarmupsBeforeCapture = 2;
@@ -542,9 +524,17 @@ class TrainLoop {
       if (spec_.clip_norm > 0) clip_gradients(network_->parameters(), spec_.clip_norm);
       device_adam_->step();
     };
-    GraphSlot* slot = graph_for(shape_of(parts));
-    if (slot == nullptr) {  // too many shapes: this one runs eagerly, on the same optimiser
-      device_work(parts);
+    const UpdateShape shape = bucketed(shape_of(parts));
+    GraphSlot* slot = graph_for(shape);
+    if (slot == nullptr) {
+      // Too many shapes: this one runs eagerly, on the same optimiser, but padded all the same,
+      // so that which batches a graph serves never depends on the order shapes were seen in (a
+      // resumed run draws the same dropout masks as an uninterrupted one).
+      std::vector<Batch> padded;
+      for (std::size_t i = 0; i < parts.size(); ++i) {
+        padded.push_back(pad_batch(parts[i], shape[i].steps, shape[i].elements));
+      }
+      device_work(padded);
       return;
     }
     if (slot->inputs.empty()) {  // the graph's own input buffers, at its padded shapes
@@ -576,29 +566,20 @@ class TrainLoop {
     slot->graph->replay();
   }
 
-  // The graph that serves an update of shape `natural` in the network's present mode (dropout is
+  // The graph of the padded update shape `shape` in the network's present mode (dropout is
   // recorded in a graph; the reference quirk leaves the network in eval mode after the first
-  // evaluation): the one of its bucketed shape, made if there is room, else the existing one
-  // that fits with the least padding; nullptr when none fits.
-  GraphSlot* graph_for(const UpdateShape& natural) {
+  // evaluation), made if there is room; nullptr when there is none.
+  GraphSlot* graph_for(const UpdateShape& shape) {
     const bool training = network_->is_training();
-    const UpdateShape wanted = bucketed(natural);
     for (GraphSlot& slot : graphs_) {
-      if (slot.training == training && slot.shape == wanted) return &slot;
+      if (slot.training == training && slot.shape == shape) return &slot;
     }
-    if (graphs_.size() < kMaxGraphs) {
-      GraphSlot& slot = graphs_.emplace_back();
-      slot.graph = std::make_unique<CudaGraph>(device_index_);
-      slot.training = training;
-      slot.shape = wanted;
-      return &slot;
-    }
-    GraphSlot* best = nullptr;
-    for (GraphSlot& slot : graphs_) {
-      if (slot.training != training || !fits(natural, slot.shape)) continue;
-      if (best == nullptr || padded_steps(slot.shape) < padded_steps(best->shape)) best = &slot;
-    }
-    return best;
+    if (graphs_.size() >= kMaxGraphs) return nullptr;
+    GraphSlot& slot = graphs_.emplace_back();
+    slot.graph = std::make_unique<CudaGraph>(device_index_);
+    slot.training = training;
+    slot.shape = shape;
+    return &slot;
   }
 
   // Forward and backward over the micro-batches; the loss and accuracy of the last one go to the
