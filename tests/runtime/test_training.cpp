@@ -12,6 +12,8 @@
 #include "core/data/grammar.hpp"
 #include "core/model/network.hpp"
 #include "core/plugins/registry.hpp"
+#include "core/tensor/batch.hpp"
+#include "core/tensor/metrics.hpp"
 #include "core/train/cuda_graph.hpp"
 #include "core/train/trainer.hpp"
 
@@ -119,11 +121,11 @@ struct TinyTask {
 };
 
 TinyTask tiny_task() {
-  const auto task = sb::load_task(kSource + "/tasks/quickstart.toml",
-                                  {sb::parse_override("train.size=96"),
-                                   sb::parse_override("test.size=16"),
-                                   sb::parse_override("sequence.length=12"),
-                                   sb::parse_override("sequence.max_string_length=12")});
+  const auto task =
+      sb::load_task(kSource + "/tasks/quickstart.toml",
+                    {sb::parse_override("train.size=96"), sb::parse_override("test.size=16"),
+                     sb::parse_override("sequence.length=12"),
+                     sb::parse_override("sequence.max_string_length=12")});
   auto grammar =
       std::make_shared<const sb::Grammar>(sb::make_grammar(task.data.grammar, task.data.seed));
   return {sb::Dataset::create(grammar, task.data, sb::Split::kTrain),
@@ -136,7 +138,8 @@ TinyTask varying_task() {
   const auto task = sb::load_task(
       kSource + "/tasks/quickstart.toml",
       {sb::parse_override("train.size=96"), sb::parse_override("test.size=16"),
-       sb::parse_override("sequence.length=12"), sb::parse_override("sequence.max_string_length=12"),
+       sb::parse_override("sequence.length=12"),
+       sb::parse_override("sequence.max_string_length=12"),
        sb::parse_override("train.gap.duration={ dist = \"uniform\", low = 0.1, high = 0.5 }"),
        sb::parse_override("test.gap.duration=0.3")});
   auto grammar =
@@ -153,6 +156,17 @@ sb::NetworkSpec tiny_spec(const TinyTask& data, const std::vector<sb::LayerSpec>
   spec.n_heads = 2;
   spec.layers = layers;
   spec.block.dropout = 0.2;  // dropout on: resuming must reproduce its masks too
+  return spec;
+}
+
+// The spec with every dropout off: the blocks' and a layer's own (the transformer's feed-forward).
+sb::NetworkSpec without_dropout(sb::NetworkSpec spec) {
+  spec.block.dropout = 0.0;
+  for (sb::LayerSpec& l : spec.layers) {
+    for (const auto& option : l.plugin->descriptor.options) {
+      if (option.name == "dropout") l.options.set("dropout", 0.0);
+    }
+  }
   return spec;
 }
 
@@ -199,7 +213,8 @@ TEST(Training, LearnsAndResumesIdentically) {
   EXPECT_EQ(done.updates, 12);
   const auto metrics = metrics_of(straight_dir);
   ASSERT_EQ(metrics.size(), 3u);  // updates 4, 8, 12
-  EXPECT_LT(metrics.back()["train_loss"].get<double>(), metrics.front()["train_loss"].get<double>());
+  EXPECT_LT(metrics.back()["train_loss"].get<double>(),
+            metrics.front()["train_loss"].get<double>());
   EXPECT_TRUE(fs::exists(straight_dir + "/checkpoints"));
 
   // Interrupted after update 6 (last checkpoint at 4), then resumed by a fresh process-like call.
@@ -235,8 +250,9 @@ TEST(Training, NonFiniteLossStopsTheRun) {
   const TinyTask data = tiny_task();
   auto nan_plugin = plugin("misbehaving");
   const auto spec = tiny_spec(
-      data, {layer("gla"),
-             {nan_plugin, sb::resolve_options(nan_plugin->descriptor, {{"behaviour", "nan"}}, "t")}});
+      data,
+      {layer("gla"),
+       {nan_plugin, sb::resolve_options(nan_plugin->descriptor, {{"behaviour", "nan"}}, "t")}});
   auto network = sb::Network(spec);
   const auto out = sb::train(network, data.train, data.test, tiny_training(), fresh_dir("nan"));
   EXPECT_EQ(out.status, "diverged");
@@ -252,8 +268,8 @@ TEST(Training, DivergenceSeenLateIsReportedAtItsUpdateAndWritesNothingAfter) {
   auto nan_plugin = plugin("misbehaving");
   const auto spec = tiny_spec(
       data, {layer("gla"),
-             {nan_plugin,
-              sb::resolve_options(nan_plugin->descriptor, {{"behaviour", "nan_from_update_6"}}, "t")}});
+             {nan_plugin, sb::resolve_options(nan_plugin->descriptor,
+                                              {{"behaviour", "nan_from_update_6"}}, "t")}});
   auto network = sb::Network(spec);
   const std::string dir = fresh_dir("nan_late");
   const auto out = sb::train(network, data.train, data.test, tiny_training(), dir);
@@ -344,6 +360,42 @@ TEST(Training, CudaGraphsTrainLikeEagerUpdates) {
   }
 }
 
+// What lets graphs serve batches of varying length: for the causal models, a batch padded with
+// more steps and elements gives the same loss and the same gradients as the batch itself (up to
+// the order of summation), on every device the build has.
+TEST(Training, PaddingABatchChangesNoGradient) {
+  const TinyTask data = varying_task();
+  std::vector<torch::Device> devices{torch::kCPU};
+  if (torch::cuda::is_available()) devices.emplace_back(torch::kCUDA);
+  const sb::Batch batch = sb::make_batch(data.train, {0, 1, 2, 3, 4, 5, 6, 7});
+  const std::int64_t T = batch.mask.size(1), E = batch.element_mask.size(1);
+  for (const std::string name : {"gla", "transformer", "mamba2", "delta_net"}) {
+    for (const torch::Device& device : devices) {
+      const auto spec = without_dropout(tiny_spec(data, {layer(name)}));
+      torch::manual_seed(3);
+      auto network = sb::Network(spec);
+      network->to(device);
+      const auto gradients_of = [&](const sb::Batch& b) {
+        network->zero_grad();
+        const torch::Tensor loss = sb::masked_cross_entropy(network->forward(b.inputs), b);
+        loss.backward();
+        std::vector<torch::Tensor> grads;
+        for (const auto& p : network->parameters()) grads.push_back(p.grad().clone());
+        return std::make_pair(loss.item<double>(), grads);
+      };
+      const auto [loss, grads] = gradients_of(sb::to_device(batch, device));
+      const auto [padded_loss, padded_grads] =
+          gradients_of(sb::pad_batch(sb::to_device(batch, device), T + 21, E + 3));
+      EXPECT_NEAR(loss, padded_loss, 1e-6 * std::abs(loss)) << name << " " << device;
+      for (std::size_t i = 0; i < grads.size(); ++i) {
+        const double scale = grads[i].abs().max().item<double>();
+        EXPECT_LE((grads[i] - padded_grads[i]).abs().max().item<double>(), 1e-4 * scale + 1e-9)
+            << name << " " << device << " parameter " << i << " of " << grads.size();
+      }
+    }
+  }
+}
+
 // Batches whose lengths vary (a gap of 1-5 blanks after each symbol): graphs serve them padded
 // to a few bucket lengths, and the run still trains like the eager one.
 TEST(Training, CudaGraphsServeBatchesOfVaryingLengthPadded) {
@@ -353,8 +405,7 @@ TEST(Training, CudaGraphsServeBatchesOfVaryingLengthPadded) {
   const TinyTask data = varying_task();
   // Without dropout: padded batches draw their dropout masks over the padded shape, so with it a
   // graphed run trains on other masks than an eager one (resuming is checked with dropout below).
-  auto spec = tiny_spec(data, {layer("gla"), layer("transformer")});
-  spec.block.dropout = 0.0;
+  const auto spec = without_dropout(tiny_spec(data, {layer("gla"), layer("transformer")}));
   auto training = tiny_training();
   training.device = "cuda";
   training.max_updates = 24;
