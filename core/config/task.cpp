@@ -243,6 +243,10 @@ TaskSpec read_task(const toml::table& doc, const std::string& source,
   TableReader train = root.get_table("train");
   TableReader test = root.get_table("test");
   root.finish(kRootKeys);
+  // An empty or unrelated file would otherwise be a task of every default.
+  if (!root.has("task")) {
+    root.fail("task", "required: a [task] table (it may be empty: every key has a default)");
+  }
   TableReader train_gap = train.get_table("gap");
   TableReader test_gap = test.get_table("gap");
 

@@ -44,6 +44,10 @@ expect(seed_option 0 "\"seed\": 5" grammar ${Q} --seed 5 --json --samples 10)
 
 file(WRITE "${WORK_DIR}/typo.toml" "[task]\nname = \"typo\"\n[grammer]\nvocab = 9\n")
 expect(file_typo 3 "typo.toml:3.*did you mean 'grammar'" grammar "${WORK_DIR}/typo.toml")
+file(WRITE "${WORK_DIR}/empty.toml" "")
+expect(empty_task_file 3 "empty.toml.*required: a \\[task\\] table" grammar "${WORK_DIR}/empty.toml")
+expect(empty_benchmark_file 3 "empty.toml.*required: a \\[benchmark\\] table"
+       run "${WORK_DIR}/empty.toml" --dry-run)
 file(WRITE "${WORK_DIR}/syntax.toml" "[task]\nname = \"x\n")
 expect(file_syntax 3 "syntax.toml:2" grammar "${WORK_DIR}/syntax.toml")
 

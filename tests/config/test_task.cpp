@@ -25,8 +25,13 @@ namespace fs = std::filesystem;
          << "\"" << text << "\" does not start with \"" << prefix << "\"";
 }
 
+// Snippets that test other tables get an empty [task] appended (line numbers stay as written).
+std::string with_task_table(const std::string& text) {
+  return text.find("[task]") == std::string::npos ? text + "\n[task]\n" : text;
+}
+
 TaskSpec one(const std::string& text, const std::vector<Override>& overrides = {}) {
-  auto variants = parse_task_variants(text, "t.toml", overrides);
+  auto variants = parse_task_variants(with_task_table(text), "t.toml", overrides);
   EXPECT_EQ(variants.size(), 1u);
   return variants.at(0);
 }
@@ -34,7 +39,7 @@ TaskSpec one(const std::string& text, const std::vector<Override>& overrides = {
 // The ConfigError message of parsing `text` as t.toml.
 std::string error(const std::string& text, const std::vector<Override>& overrides = {}) {
   try {
-    parse_task_variants(text, "t.toml", overrides);
+    parse_task_variants(with_task_table(text), "t.toml", overrides);
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -502,11 +507,11 @@ TEST(Errors, TaskNameAndEvaluates) {
   EXPECT_EQ(one("[task]\nname = \"t1.v2\"\n").name, "t1.v2");
   // A name taken from an unusual file name.
   try {
-    parse_task_variants("", "dir/my task.toml");
+    parse_task_variants("[task]\n", "dir/my task.toml");
     ADD_FAILURE() << "no error";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()),
-              "dir/my task.toml: task.name: the file name gives the task name \"my task\", which "
+              "dir/my task.toml:1: task.name: the file name gives the task name \"my task\", which "
               "is not valid (letters, digits, _, - and ., not first; it names run directories); "
               "set [task] name");
   }
@@ -518,6 +523,22 @@ TEST(Errors, TaskNameAndEvaluates) {
   EXPECT_EQ(error("[task]\nevaluates = \"../x\"\n"),
             "t.toml:2: task.evaluates: \"../x\" is not a task name (the name of a task file next "
             "to this one, without .toml)");
+}
+
+TEST(Errors, ATaskFileNeedsItsTaskTable) {
+  // An empty file, or one of another kind, is not a task of every default.
+  for (const std::string text : {"", "# nothing\n", "[grammar]\nvocab = 41\n"}) {
+    try {
+      parse_task_variants(text, "empty.toml");
+      ADD_FAILURE() << "accepted: \"" << text << "\"";
+    } catch (const ConfigError& e) {
+      EXPECT_TRUE(Contains(e.what(), "empty.toml"));
+      EXPECT_TRUE(Contains(e.what(), "task: required: a [task] table"));
+    }
+  }
+  // A misspelt table is reported as such, before the missing one.
+  EXPECT_TRUE(Contains(error("[tsak]\nname = \"a\"\n"), "did you mean"));
+  EXPECT_EQ(one("[task]\n").name, "t");
 }
 
 TEST(Errors, EvaluatesNamesAMissingFile) {
@@ -569,7 +590,7 @@ TEST(Errors, MissingFile) {
 
 TEST(Errors, EveryMessageNamesTheFile) {
   TempDir dir;
-  const std::string path = dir.write("bad.toml", "\n\n[grammar]\nvocab = 60\n");
+  const std::string path = dir.write("bad.toml", "\n\n[grammar]\nvocab = 60\n[task]\n");
   try {
     load_task(path);
     FAIL() << "no error";
@@ -695,7 +716,9 @@ TEST(Overrides, ReferenceRulesApplyToOverrides) {
 
 TEST(Sweep, OneAxis) {
   const auto v = parse_task_variants(
-      "[task]\nname = \"sw\"\n[grammar]\nscale = true\nambiguities = [20, 24, 40]\n", "t.toml");
+      with_task_table(
+          "[task]\nname = \"sw\"\n[grammar]\nscale = true\nambiguities = [20, 24, 40]\n"),
+      "t.toml");
   ASSERT_EQ(v.size(), 3u);
   const int expected[] = {20, 24, 40};
   for (int i = 0; i < 3; ++i) {
@@ -711,7 +734,8 @@ TEST(Sweep, OneAxis) {
 TEST(Sweep, FirstAxisInDocumentOrderVariesSlowest) {
   // [train] comes first in the file although "grammar" sorts first.
   const auto v = parse_task_variants(
-      "[train]\nnoise = [0.0, 0.2]\n[grammar]\nambiguities = [10, 20, 30]\n", "t.toml");
+      with_task_table("[train]\nnoise = [0.0, 0.2]\n[grammar]\nambiguities = [10, 20, 30]\n"),
+      "t.toml");
   ASSERT_EQ(v.size(), 6u);
   for (int i = 0; i < 6; ++i) {
     EXPECT_EQ(v[i].data.train.noise, i < 3 ? 0.0 : 0.2);
@@ -725,7 +749,9 @@ TEST(Sweep, FirstAxisInDocumentOrderVariesSlowest) {
 
 TEST(Sweep, DurationsAndMixedForms) {
   const auto v = parse_task_variants(
-      "[test.gap]\nduration = [1.0, 2, { dist = \"uniform\", low = 0.1, high = 1.0 }]\n", "t.toml");
+      with_task_table(
+          "[test.gap]\nduration = [1.0, 2, { dist = \"uniform\", low = 0.1, high = 1.0 }]\n"),
+      "t.toml");
   ASSERT_EQ(v.size(), 3u);
   EXPECT_EQ(v[0].data.test.gap.duration.value, 1.0);
   EXPECT_EQ(v[0].variant[0], (std::pair<std::string, std::string>("test.gap.duration", "1.0")));
@@ -736,7 +762,8 @@ TEST(Sweep, DurationsAndMixedForms) {
 }
 
 TEST(Sweep, StringAxis) {
-  const auto v = parse_task_variants("[task]\nprotocol = [\"reference\", \"clean\"]\n", "t.toml");
+  const auto v = parse_task_variants(
+      with_task_table("[task]\nprotocol = [\"reference\", \"clean\"]\n"), "t.toml");
   ASSERT_EQ(v.size(), 2u);
   EXPECT_EQ(v[0].data.protocol, Protocol::kReference);
   EXPECT_EQ(v[1].data.protocol, Protocol::kClean);
@@ -744,7 +771,7 @@ TEST(Sweep, StringAxis) {
 }
 
 TEST(Sweep, SingleValueArray) {
-  const auto v = parse_task_variants("[grammar]\nambiguities = [30]\n", "t.toml");
+  const auto v = parse_task_variants(with_task_table("[grammar]\nambiguities = [30]\n"), "t.toml");
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].data.grammar.ambiguities, 30);
   EXPECT_EQ(v[0].display_name(), "t[grammar.ambiguities=30]");
@@ -773,15 +800,16 @@ TEST(Sweep, BadValueIsReportedAtItsLine) {
 
 TEST(Sweep, OverridePicksOneValue) {
   const std::string text = "[grammar]\nscale = true\nambiguities = [20, 24, 40]\n";
-  const auto v = parse_task_variants(text, "t.toml", {{"grammar.ambiguities", "24"}});
+  const auto v =
+      parse_task_variants(with_task_table(text), "t.toml", {{"grammar.ambiguities", "24"}});
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].data.grammar.ambiguities, 24);
   EXPECT_TRUE(v[0].variant.empty());
 }
 
 TEST(Sweep, OverrideAddsAnAxisAfterTheFileAxes) {
-  const auto v =
-      parse_task_variants("[train]\nnoise = [0.0, 0.1]\n", "t.toml", {{"task.seed", "[1, 2, 3]"}});
+  const auto v = parse_task_variants(with_task_table("[train]\nnoise = [0.0, 0.1]\n"), "t.toml",
+                                     {{"task.seed", "[1, 2, 3]"}});
   ASSERT_EQ(v.size(), 6u);
   EXPECT_EQ(v[0].variant[0].first, "train.noise");
   EXPECT_EQ(v[0].variant[1].first, "task.seed");
@@ -796,7 +824,8 @@ TEST(Sweep, OverrideAddsAnAxisAfterTheFileAxes) {
 TEST(Sweep, LoadTaskRefusesASweep) {
   TempDir dir;
   const std::string path = dir.write(
-      "sw.toml", "[grammar]\nscale = true\nambiguities = [20, 24]\n[train]\nnoise = [0, 0.5]\n");
+      "sw.toml",
+      "[task]\n[grammar]\nscale = true\nambiguities = [20, 24]\n[train]\nnoise = [0, 0.5]\n");
   try {
     load_task(path);
     FAIL() << "no error";
