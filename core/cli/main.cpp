@@ -6,7 +6,11 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/cli/commands.hpp"
 #include "core/config/strict_toml.hpp"
@@ -16,6 +20,34 @@
 #include "core/plugins/registry.hpp"
 #include "core/util/parallel.hpp"
 #include "selectivbench/torch_compat.hpp"
+
+namespace {
+
+// CLI11 reads an unknown first word as a stray argument and says only "A subcommand is
+// required". Name the word, the likely command (also from words other tools use: `train`,
+// `eval`, ...) and the commands there are; "" when `word` is a command.
+std::string unknown_command_message(const CLI::App& app, const std::string& word) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+  if (std::find(names.begin(), names.end(), word) != names.end()) return {};
+  const std::vector<std::pair<std::string, std::string>> other_words = {
+      {"train", "run"},      {"fit", "run"},        {"sweep", "run"},          {"eval", "evaluate"},
+      {"test", "evaluate"},  {"list", "plugins"},   {"check", "check-plugin"}, {"plot", "report"},
+      {"figures", "report"}, {"results", "collect"}};
+  std::vector<std::string> candidates = names;
+  for (const auto& [other, command] : other_words) candidates.push_back(other);
+  std::string guess = sb::closest_match(word, candidates);
+  for (const auto& [other, command] : other_words) {
+    if (guess == other) guess = command;
+  }
+  std::string message = "error: unknown command '" + word + "'";
+  if (!guess.empty()) message += "; did you mean '" + guess + "'?";
+  message += " (commands:";
+  for (const auto& n : names) message += " " + n;
+  return message + "; selectivbench --help describes them)";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace sb::cli;
@@ -45,6 +77,12 @@ int main(int argc, char** argv) {
   // Logs go to stderr so that stdout carries only results (JSON, tables, samples).
   spdlog::set_default_logger(spdlog::stderr_color_mt("selectivbench"));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+  if (argc > 1 && argv[1][0] != '-') {
+    if (const std::string message = unknown_command_message(app, argv[1]); !message.empty()) {
+      std::cerr << message << "\n";
+      return kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

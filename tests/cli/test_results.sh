@@ -66,6 +66,12 @@ first_run=$(dirname "$(ls runs/a/*/gla_*/summary.json | head -1)")
   || fail "evaluate: exit $? $(cat evaluate.err)"
 ls "$first_run"/evaluations/*.json > /dev/null 2>&1 && ok "evaluate wrote its record" \
   || fail "evaluate left no record in $first_run/evaluations"
+# In another precision: a second record, which says its precision.
+"$SB" evaluate "$first_run" gaps.toml --set test.gap.duration=0.5 --dtype bfloat16 > evaluate_bf16.json 2> evaluate.err \
+  || fail "evaluate --dtype: exit $? $(cat evaluate.err)"
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["dtype"]=="bfloat16", r["dtype"]; assert "dtype_bfloat16" in r["record"], r["record"]' \
+  evaluate_bf16.json && ok "evaluate --dtype bfloat16 evaluates in bfloat16" \
+  || fail "evaluate --dtype: $(head -c 400 evaluate_bf16.json)"
 
 "$SB" collect runs > runs.csv 2> collect.err || fail "collect csv: exit $? $(cat collect.err)"
 "$SB" collect runs/a runs/b runs/c --format jsonl --out runs.jsonl 2>> collect.err || fail "collect jsonl: exit $?"
