@@ -17,6 +17,7 @@
 #include "core/cli/progress.hpp"
 #include "core/config/benchmark.hpp"
 #include "core/util/install_dirs.hpp"
+#include "core/util/text.hpp"
 #include "core/run/device_info.hpp"
 #include "core/run/preflight.hpp"
 #include "core/run/results.hpp"
@@ -135,7 +136,9 @@ std::string result_line(const nlohmann::json& r) {
                   r.value("wall_seconds", 0.0));
     line += buf;
   }
-  if (r.value("status", std::string()) == "failed") line += ": " + r.value("message", std::string());
+  if (r.value("status", std::string()) == "failed") {
+    line += ": " + first_line(r.value("message", std::string())) + " (error.txt has it all)";
+  }
   return line;
 }
 
@@ -194,10 +197,15 @@ int run_one_worker(const BenchmarkSpec& bench, const std::vector<RunPlan>& plans
       say(label + ": started");
     }
   };
-  observer.run_ended = [&](const RunPlan&, std::size_t, const nlohmann::json& r) {
+  observer.run_ended = [&](const RunPlan& plan, std::size_t, const nlohmann::json& r) {
     if (bar) bar->finish();
     bar.reset();
     say(label + ": " + result_line(r));
+    if (r.value("status", std::string()) == "failed") {  // README: one line on stderr per error
+      std::cerr << prefix << "error: run " << plan.dir << " failed: "
+                << first_line(r.value("message", std::string())) << " (the whole reason: "
+                << (std::filesystem::path(plan.dir) / "error.txt").string() << ")" << std::endl;
+    }
   };
   observer.status = [&](const SweepCounts& c) { say(c.line()); };
   observer.note = [&](const std::string& n) { say(n); };

@@ -19,6 +19,7 @@
 #include "core/data/sequence.hpp"
 #include "core/plugins/registry.hpp"
 #include "core/util/parallel.hpp"
+#include "core/util/text.hpp"
 #include "selectivbench/torch_compat.hpp"
 
 namespace {
@@ -103,8 +104,8 @@ int main(int argc, char** argv) {
   } catch (const sb::GrammarError& e) {
     std::cerr << "error: grammar: " << e.what() << "\n";
     return kExitFailure;
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+  } catch (const std::exception& e) {  // LibTorch's errors carry a backtrace after their first line
+    std::cerr << "error: " << sb::first_line(e.what()) << "\n";
     return kExitFailure;
   }
 }

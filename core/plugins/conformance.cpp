@@ -1,6 +1,7 @@
 #include "core/plugins/conformance.hpp"
 
 #include "core/train/precision.hpp"
+#include "core/util/text.hpp"
 
 #include <torch/torch.h>
 
@@ -13,11 +14,6 @@
 
 namespace sb {
 namespace {
-
-// The first line of an exception message (c10 errors carry a long backtrace after it).
-std::string first_line(const std::string& message) {
-  return message.substr(0, message.find('\n'));
-}
 
 std::string format_number(double v) {
   std::ostringstream s;

@@ -3,9 +3,10 @@
 # several GPUs or a cluster"): two workers and --jobs 2 train every run once with the results of
 # one worker; a worker killed with -9 is taken over and its run resumed; SIGTERM leaves a resumable
 # run; a sweep with a problem exits 3 (2 for the command line) before making any folder.
-# Usage: test_sweep.sh SELECTIVBENCH SOURCE_DIR WORK_DIR
+# A run that fails says so on one line of stderr and keeps its whole reason in its folder.
+# Usage: test_sweep.sh SELECTIVBENCH SOURCE_DIR WORK_DIR FIXTURE_PLUGIN_DIR
 set -uo pipefail
-SB=$1; SRC=$2; WORK=$3
+SB=$1; SRC=$2; WORK=$3; FIXTURES=$4
 rm -rf "$WORK"; mkdir -p "$WORK"; cd "$WORK"
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
@@ -131,6 +132,23 @@ fi
 expect_exit 2 "--gpus or --device" run tiny.toml --out pre7 --gpus 0 --device cpu
 for d in pre1 pre2 pre3 pre4 pre5 pre6 pre7; do [ -e "$d" ] && fail "preflight made $d"; done
 ok "preflight"
+
+# A run whose plugin throws in forward: exit 1, the other run finished, on stderr exactly one
+# line for the failure (naming the run and error.txt), on stdout one line for it too, and the
+# reason in the run's error.txt and summary.json.
+sed 's/models = .*/models = ["misbehaving", "gla"]/; s/seeds = .*/seeds = [1]/' tiny.toml > failing.toml
+printf '[plugins.misbehaving]\nbehaviour = "throw_in_forward"\n' >> failing.toml
+"$SB" run failing.toml --out failing --plugin-path "$FIXTURES" > failing.out 2> failing.err; code=$?
+[ "$code" = 1 ] && ok "a failed run exits 1" || fail "a failed run: exit $code, expected 1"
+run_dir=$(ls -d failing/*/misbehaving_*)
+[ "$(wc -l < failing.err)" = 1 ] && grep -q "^error: run $run_dir failed: .*misbehaving forward (as asked) (the whole reason: $run_dir/error.txt)$" failing.err \
+  && ok "a failed run: one line on stderr" || fail "a failed run's stderr: $(cat failing.err)"
+[ "$(grep -c "misbehaving" failing.out)" -ge 1 ] && ! grep -q "Exception raised\|frame #" failing.out failing.err \
+  && ok "a failed run: no backtrace on stdout or stderr" || fail "a failed run's stdout: $(cat failing.out)"
+grep -q "misbehaving forward (as asked)" "$run_dir/error.txt" && grep -q '"status": "failed"' "$run_dir/summary.json" \
+  && ok "a failed run keeps its reason in error.txt and summary.json" || fail "no reason in $run_dir"
+ls failing/*/gla_*/summary.json > /dev/null 2>&1 && ok "the run after a failed one finished" \
+  || fail "the run after the failed one did not finish"
 
 echo "test_sweep: $failures failure(s)"
 [ "$failures" = 0 ]
