@@ -16,6 +16,7 @@ void add_check_plugin_command(CLI::App& app, std::function<int()>& action) {
     std::string plugin;
     std::vector<std::string> plugin_paths;
     ConformanceOptions options;
+    bool no_throughput = false;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -30,10 +31,12 @@ void add_check_plugin_command(CLI::App& app, std::function<int()>& action) {
       ->check(CLI::IsMember({"float32", "bfloat16"}))
       ->capture_default_str();
   cmd->add_option("--seed", o->options.seed, "Seed of the mixers and inputs")->capture_default_str();
-  cmd->add_flag("!--no-throughput", o->options.throughput, "Skip the tokens/s line");
+  // A plain flag: CLI11's negated form ("!--no-throughput") prints as "--no-throughput{false}".
+  cmd->add_flag("--no-throughput", o->no_throughput, "Skip the tokens/s line");
   cmd->add_option("--threads", o->threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->callback([o, &action] {
     action = [o] {
+      o->options.throughput = !o->no_throughput;
       torch::set_num_threads(o->threads > 0 ? o->threads
                                             : sb::hardware_threads());
       const auto plugin = PluginRegistry::instance().resolve(

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -302,8 +303,17 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
         if (slots.size() > 1) std::cout << ", " << slots.size() << " workers";
         std::cout << "\n";
       }
-      if (o->dry_run) {
-        for (const auto& p : plans) std::cout << "  " << p.dir << "\n";
+      if (o->dry_run) {  // each run with what a worker started now would do with it
+        SweepOptions options;
+        options.retry_failed = o->sweep.retry_failed;
+        options.claims.stale_seconds = o->sweep.claim_timeout;
+        std::size_t width = 0;
+        for (const auto& p : plans) width = std::max(width, p.dir.size());
+        for (const auto& p : plans) {
+          std::cout << "  " << p.dir << std::string(width - p.dir.size() + 2, ' ')
+                    << describe_run_state(p, options) << "\n";
+        }
+        std::cout << count_sweep(plans, options.claims).line() << "\n";
         return kExitOk;
       }
       install_stop_handlers();
@@ -540,6 +550,8 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
     action = [o, info] {
       const auto folders = plugin_search_path(o->plugin_paths, {});
       auto& registry = PluginRegistry::instance();
+      // A plugin's `cuda` capability is only worth listing where CUDA can be used.
+      const std::string no_cuda_here = cuda_unavailable_reason();
       if (info->parsed()) {
         const auto plugin = registry.resolve(o->info_name, folders);
         const auto& d = plugin->descriptor;
@@ -549,7 +561,11 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
                   << "built with    " << describe_fingerprint(plugin->fingerprint) << "\n"
                   << "taxonomy      " << describe_taxonomy(d.taxonomy) << "\n"
                   << "capabilities  step " << (d.capabilities.recurrent_step ? "yes" : "no")
-                  << ", cuda " << (d.capabilities.cuda ? "yes" : "no") << ", bf16 "
+                  << ", cuda "
+                  << (!d.capabilities.cuda ? "no"
+                      : no_cuda_here.empty() ? "yes"
+                                             : "yes, but not here (" + no_cuda_here + ")")
+                  << ", bf16 "
                   << (d.capabilities.bf16 ? "yes" : "no")
                   << (d.capabilities.reference_only ? ", reference path only (slow)" : "")
                   << "; trains in "
@@ -593,6 +609,7 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
       std::printf(format, "name", "version", "recurrence", "gate", "transition", "state",
                   "memory", "conv", "capabilities");
       int problems = 0;
+      int cuda_not_shown = 0;
       for (const auto& e : entries) {
         if (!e.plugin) {
           if (!e.shadowed_by.empty()) {
@@ -606,7 +623,8 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
         const auto& d = e.plugin->descriptor;
         std::string caps;
         if (d.capabilities.recurrent_step) caps += "step ";
-        if (d.capabilities.cuda) caps += "cuda ";
+        if (d.capabilities.cuda && no_cuda_here.empty()) caps += "cuda ";
+        if (d.capabilities.cuda && !no_cuda_here.empty()) ++cuda_not_shown;
         if (d.capabilities.bf16) caps += "bf16 ";
         if (d.capabilities.reference_only) caps += "reference-only ";
         const auto& t = d.taxonomy;
@@ -630,6 +648,10 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
                     gate, transition, state, t.memory == Memory::kConstant ? "constant" : "grows",
                     t.short_conv ? "yes" : "no", caps.c_str());
         if (o->verbose) std::cout << "    " << e.plugin->path << "  (" << e.folder_origin << ")\n";
+      }
+      if (cuda_not_shown > 0) {
+        std::cout << "cuda is not listed: " << no_cuda_here << " (" << cuda_not_shown
+                  << " plugin(s) support it elsewhere)\n";
       }
       if (problems && !o->verbose) {
         std::cout << problems << " file(s) could not be loaded; see --verbose\n";

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <utility>
@@ -18,6 +19,7 @@
 #include "core/data/grammar.hpp"
 #include "core/data/sequence.hpp"
 #include "core/plugins/registry.hpp"
+#include "core/util/build_info.hpp"
 #include "core/util/parallel.hpp"
 #include "core/util/text.hpp"
 #include "selectivbench/torch_compat.hpp"
@@ -57,7 +59,8 @@ int main(int argc, char** argv) {
       "Exit codes: 0 success, 1 the work failed, 2 bad command line, 3 invalid task or "
       "benchmark file."};
   app.set_version_flag("--version", std::string("selectivbench ") + SELECTIVBENCH_VERSION +
-                                        " (LibTorch " + sb::compat::torch_version() + ")");
+                                        " (git " + sb::build_git_sha() +
+                                        ", LibTorch " + sb::compat::torch_version() + ")");
   app.require_subcommand(1);
   std::function<int()> action;
   add_grammar_command(app, action);
@@ -76,7 +79,11 @@ int main(int argc, char** argv) {
   // SLURM_CPUS_PER_TASK) unless a command says otherwise.
   at::set_num_threads(sb::hardware_threads());
   // Logs go to stderr so that stdout carries only results (JSON, tables, samples).
-  spdlog::set_default_logger(spdlog::stderr_color_mt("selectivbench"));
+  // Colours only on a terminal, and never when NO_COLOR is set to anything (no-color.org).
+  const char* no_color = std::getenv("NO_COLOR");
+  spdlog::set_default_logger(spdlog::stderr_color_mt(
+      "selectivbench", no_color != nullptr && *no_color != '\0' ? spdlog::color_mode::never
+                                                                 : spdlog::color_mode::automatic));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
   if (argc > 1 && argv[1][0] != '-') {
     if (const std::string message = unknown_command_message(app, argv[1]); !message.empty()) {

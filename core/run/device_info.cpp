@@ -36,4 +36,10 @@ int cuda_device_count() {
   return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
 }
 
+std::string cuda_unavailable_reason() {
+  if (cuda_device_count() > 0) return "";
+  return SELECTIVBENCH_TORCH_CUDA ? "this build has CUDA but the machine has no usable GPU"
+                                  : "this build has no CUDA: a CPU-only LibTorch";
+}
+
 }  // namespace sb

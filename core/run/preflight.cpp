@@ -21,10 +21,7 @@ std::string device_problem(const std::string& device) {
   }
   const int count = cuda_device_count();
   if (count == 0) {
-    return "'" + device + "': CUDA is not available (this build has " +
-           std::string(SELECTIVBENCH_TORCH_CUDA ? "CUDA but the machine has no usable GPU"
-                                                : "no CUDA: a CPU-only LibTorch") +
-           "); use cpu";
+    return "'" + device + "': CUDA is not available (" + cuda_unavailable_reason() + "); use cpu";
   }
   if (device.size() > 5) {
     char* end = nullptr;

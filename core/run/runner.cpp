@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/run/device_info.hpp"
+#include "core/util/build_info.hpp"
 #include "core/run/run_record.hpp"
 #include "core/tensor/batch.hpp"
 #include "core/util/atomic_file.hpp"
@@ -14,9 +15,6 @@
 
 #ifndef SELECTIVBENCH_VERSION
 #define SELECTIVBENCH_VERSION "unknown"
-#endif
-#ifndef SELECTIVBENCH_GIT_SHA
-#define SELECTIVBENCH_GIT_SHA "unknown"
 #endif
 
 namespace sb {
@@ -160,7 +158,7 @@ json summary_head(const RunPlan& plan, const RunContext& ctx, double started) {
           {"versions",
            {{"selectivbench", SELECTIVBENCH_VERSION},
             {"libtorch", compat::torch_version()},
-            {"git_sha", SELECTIVBENCH_GIT_SHA}}},
+            {"git_sha", build_git_sha()}}},
           {"threads", run_thread_count(bench)},
           {"host", host_name()},
           {"worker", ctx.worker},

@@ -139,6 +139,24 @@ SweepCounts count_sweep(const std::vector<RunPlan>& plans, const ClaimOptions& c
   return c;
 }
 
+std::string describe_run_state(const RunPlan& plan, const SweepOptions& options) {
+  if (const auto s = read_summary(plan.dir)) {
+    if (!is_failed(*s)) return "done (" + s->value("status", std::string("?")) + "): skipped";
+    return options.retry_failed ? "failed: runs again (--retry-failed)"
+                                : "failed: skipped (--retry-failed runs it again)";
+  }
+  const ClaimStatus claim = read_claim_status(plan.dir, options.claims);
+  if (claim.held_by_live_worker && claim.current) return "running: " + claim.current->describe();
+  std::error_code ec;
+  if (fs::exists(fs::path(plan.dir) / "checkpoints" / "last.pt", ec)) {
+    return "resumes from its checkpoint";
+  }
+  if (!plan.trained_dir.empty() && !read_summary(plan.trained_dir)) {
+    return "to run once " + plan.trained_dir + " is over";
+  }
+  return "to run";
+}
+
 SweepResult run_sweep(const std::vector<RunPlan>& plans, const RunContext& context,
                       const SweepOptions& options, const SweepObserver& observer) {
   SweepResult result;

@@ -31,6 +31,11 @@ struct SweepCounts {
 };
 SweepCounts count_sweep(const std::vector<RunPlan>& plans, const ClaimOptions& claims);
 
+// What a worker started now would do with a run, for --dry-run: "done (finished): skipped",
+// "failed: skipped (--retry-failed runs it again)", "running: pid 12 on node7 ...",
+// "resumes from its checkpoint", "to run".
+std::string describe_run_state(const RunPlan& plan, const SweepOptions& options);
+
 struct SweepObserver {
   std::function<void(const RunPlan&, std::size_t index)> run_started;  // index in the plan
   std::function<void(const RunPlan&, std::size_t index, const nlohmann::json& summary)> run_ended;

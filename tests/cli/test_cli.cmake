@@ -20,9 +20,25 @@ function(expect name code regex)
   endif()
 endfunction()
 
+# expect_no(<name> <exit code> <regex that stdout+stderr must NOT match> args...)
+function(expect_no name code regex)
+  execute_process(COMMAND "${SELECTIVBENCH}" ${ARGN}
+                  WORKING_DIRECTORY "${SOURCE_DIR}"
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+  set(all "${out}${err}")
+  if(NOT rc STREQUAL "${code}")
+    message(SEND_ERROR "[${name}] exit code ${rc}, expected ${code}\n${all}")
+  elseif(all MATCHES "${regex}")
+    message(SEND_ERROR "[${name}] output matches '${regex}' (it must not):\n${all}")
+  else()
+    message(STATUS "[${name}] ok")
+  endif()
+endfunction()
+
 set(Q tasks/quickstart.toml)
 
-expect(version 0 "selectivbench [0-9]+\\.[0-9]+\\.[0-9]+" --version)
+expect(version 0 "selectivbench [0-9]+\\.[0-9]+\\.[0-9]+ \\(git ([0-9a-f]+(-dirty)?|unknown), LibTorch"
+       --version)
 expect(help 0 "grammar.*show.*generate" --help)
 expect(no_command 2 "subcommand")
 expect(unknown_command 2 "unknown command 'trian'; did you mean 'run'\\?.*commands: grammar" trian)
@@ -71,3 +87,41 @@ expect(generate_too_many 3 "exceeds test.size" generate ${Q} --split test --coun
        --out "${WORK_DIR}/x.sbd")
 expect(generate_unwritable 1 "error:" generate ${Q} --split test --count 2
        --out /proc/selectivbench/x.sbd)
+
+# Small things a user notices. Help shows a flag as a flag (CLI11's negated flags printed
+# "--no-throughput{false}"), in every command.
+foreach(command grammar show generate run evaluate plugins check-plugin slurm collect report)
+  expect_no(help_${command} 0 "{(false|true)}" ${command} --help)
+endforeach()
+
+# `plugins` lists the cuda capability only where CUDA can be used, and says why it is missing.
+if(TORCH_CUDA)
+  expect(plugins_cuda 0 "gla .* step cuda bf16" plugins)
+else()
+  expect_no(plugins_no_cuda_column 0 "step cuda" plugins)
+  expect(plugins_no_cuda 0 "cuda is not listed: this build has no CUDA" plugins)
+  expect(plugins_info_no_cuda 0 "cuda yes, but not here \\(this build has no CUDA" plugins info gla)
+endif()
+
+# NO_COLOR turns off the colours of the log, which a terminal otherwise gets (script(1) gives the
+# command a terminal).
+find_program(SCRIPT script)
+if(SCRIPT)
+  foreach(no_color "" 1)
+    execute_process(COMMAND ${CMAKE_COMMAND} -E env TERM=xterm-256color NO_COLOR=${no_color}
+                      ${SCRIPT} -qec "${SELECTIVBENCH} generate ${Q} --split test --count 5 --out ${WORK_DIR}/c.sbd --no-npy" /dev/null
+                    WORKING_DIRECTORY "${SOURCE_DIR}" RESULT_VARIABLE rc OUTPUT_VARIABLE out TIMEOUT 120)
+    string(ASCII 27 escape)
+    if(NOT rc EQUAL 0 OR NOT out MATCHES "generated 5 test samples")
+      message(SEND_ERROR "[no_color '${no_color}'] exit ${rc}:\n${out}")
+    elseif(no_color AND out MATCHES "${escape}\\[")
+      message(SEND_ERROR "[no_color] NO_COLOR=1 still colours the log:\n${out}")
+    elseif(NOT no_color AND NOT out MATCHES "${escape}\\[")
+      message(SEND_ERROR "[colour] a terminal gets no colours (the NO_COLOR check proves nothing):\n${out}")
+    else()
+      message(STATUS "[no_color '${no_color}'] ok")
+    endif()
+  endforeach()
+else()
+  message(SEND_ERROR "[no_color] script(1) not found (bsdutils)")
+endif()

@@ -150,5 +150,18 @@ grep -q "misbehaving forward (as asked)" "$run_dir/error.txt" && grep -q '"statu
 ls failing/*/gla_*/summary.json > /dev/null 2>&1 && ok "the run after a failed one finished" \
   || fail "the run after the failed one did not finish"
 
+# --dry-run says what a worker would do with each run: skip the finished and the failed ones
+# (unless --retry-failed), train the others; a fresh folder has every run to do.
+"$SB" run failing.toml --out failing --plugin-path "$FIXTURES" --dry-run > dry.out 2>&1 || fail "dry run: exit $?"
+grep -q "misbehaving_.* failed: skipped (--retry-failed runs it again)$" dry.out \
+  && grep -q "gla_.* done (finished): skipped$" dry.out && grep -q "^sweep: 1/2 done, 0 running, 1 failed, 0 left" dry.out \
+  && ok "dry run marks finished and failed runs" || fail "dry run: $(cat dry.out)"
+"$SB" run failing.toml --out failing --plugin-path "$FIXTURES" --dry-run --retry-failed > dry.out 2>&1
+grep -q "misbehaving_.* failed: runs again (--retry-failed)$" dry.out && ok "dry run with --retry-failed" \
+  || fail "dry run with --retry-failed: $(cat dry.out)"
+"$SB" run failing.toml --out fresh --plugin-path "$FIXTURES" --dry-run > dry.out 2>&1
+[ "$(grep -c " to run$" dry.out)" = 2 ] && [ ! -e fresh ] && ok "dry run of a fresh folder" \
+  || fail "dry run of a fresh folder: $(cat dry.out)"
+
 echo "test_sweep: $failures failure(s)"
 [ "$failures" = 0 ]
