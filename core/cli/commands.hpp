@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -30,6 +31,14 @@ void add_task_options(CLI::App& command, TaskOptions& options);
 // A task or benchmark file argument: as given, or the installed presets' copy of a relative path
 // (share/selectivbench/tasks/…, configs/…) when it does not exist here; then it must exist.
 CLI::Validator preset_file();
+
+// A whole number in [min, max] as typed: no sign, no fraction, nothing that would wrap or saturate
+// (CLI11's own conversion turns 2^64 into INT64_MAX and -1 into 2^64 - 1 for unsigned options).
+CLI::Validator whole_number(std::uint64_t min, std::uint64_t max);
+// A device this machine has: cpu, cuda or cuda:N (an empty name is not "the default").
+CLI::Validator device_name();
+// The most CPU threads a command accepts (0 means all the CPUs this process may use).
+inline constexpr std::uint64_t kMaxThreads = 4096;
 
 // Sets `action` to the command's body.
 void add_grammar_command(CLI::App& app, std::function<int()>& action);

@@ -23,17 +23,26 @@ void add_check_plugin_command(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("plugin", o->plugin, "Plugin name (searched) or path to libsb_<name>.so")
       ->required();
   cmd->add_option("--plugin-path", o->plugin_paths, "Folder searched for plugins first");
-  cmd->add_option("--device", o->options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--device", o->options.device, "cpu, cuda or cuda:N")
+      ->capture_default_str()
+      ->check(device_name());
   cmd->add_option("--d-model", o->options.d_model, "Model width used for the checks")
-      ->capture_default_str();
-  cmd->add_option("--heads", o->options.n_heads, "Heads used for the checks")->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number(1, 65536));
+  cmd->add_option("--heads", o->options.n_heads, "Heads used for the checks")
+      ->capture_default_str()
+      ->check(whole_number(1, 1024));
   cmd->add_option("--dtype", o->options.dtype, "float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}))
       ->capture_default_str();
-  cmd->add_option("--seed", o->options.seed, "Seed of the mixers and inputs")->capture_default_str();
+  cmd->add_option("--seed", o->options.seed, "Seed of the mixers and inputs")
+      ->capture_default_str()
+      ->check(whole_number(0, UINT64_MAX));
   // A plain flag: CLI11's negated form ("!--no-throughput") prints as "--no-throughput{false}".
   cmd->add_flag("--no-throughput", o->no_throughput, "Skip the tokens/s line");
-  cmd->add_option("--threads", o->threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "CPU threads (0: all cores)")
+      ->capture_default_str()
+      ->check(whole_number(0, kMaxThreads));
   cmd->callback([o, &action] {
     action = [o] {
       o->options.throughput = !o->no_throughput;

@@ -43,9 +43,9 @@ void add_task_options(CLI::App& command, TaskOptions& o) {
                      "Override a task key, e.g. --set grammar.ambiguities=20 (repeatable)")
       ->type_name("KEY=VALUE");
   command.add_option("--seed", o.seed, "Data seed (same as --set task.seed=N)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, INT64_MAX));  // task.seed's range
   command.add_option("--threads", o.threads, "Worker threads (default: all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, kMaxThreads));
 }
 
 namespace {
@@ -226,12 +226,13 @@ void add_show_command(CLI::App& app, std::function<int()>& action) {
       ->capture_default_str()
       ->check(CLI::IsMember({"train", "test"}));
   cmd->add_option("--index", *index, "Sample index")->capture_default_str()->check(
-      CLI::NonNegativeNumber);
+      whole_number(0, INT64_MAX));
   cmd->add_option("--epoch", *epoch,
                   "Epoch (training pass or evaluation) whose gap draws are shown")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number(0, UINT64_MAX));
   cmd->add_option("--elements", *elements, "Show only the first N elements (0: all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, INT32_MAX));
   cmd->add_option("--width", *width, "Line width")->capture_default_str()->check(
       CLI::Range(40, 100000));
   cmd->callback([=, &action] {
@@ -289,9 +290,10 @@ void add_generate_command(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--split", *split, "Which split")->required()->check(
       CLI::IsMember({"train", "test"}));
   cmd->add_option("--count", *count, "Samples to write: the first N (default: the split's size)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, INT64_MAX));
   cmd->add_option("--epoch", *epoch, "Epoch whose gap and noise draws are written")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number(0, UINT64_MAX));
   cmd->add_option("--out", *out_file, "Output file (.sbd); NumPy files are written next to it")
       ->required();
   cmd->add_flag("--no-npy", *no_npy, "Do not write the .npy exports");

@@ -19,6 +19,7 @@
 #include "core/config/benchmark.hpp"
 #include "core/util/install_dirs.hpp"
 #include "core/util/text.hpp"
+#include "core/util/json_file.hpp"
 #include "core/run/device_info.hpp"
 #include "core/run/preflight.hpp"
 #include "core/run/results.hpp"
@@ -75,7 +76,8 @@ void add_sweep_options(CLI::App& cmd, SweepArgs& o) {
                  "Override a benchmark key, e.g. --set training.max_updates=500 (repeatable)")
       ->type_name("KEY=VALUE");
   add_plugin_path_option(cmd, o.plugin_paths);
-  cmd.add_option("--device", o.device, "cpu, cuda or cuda:N (same as --set training.device=\"...\")");
+  cmd.add_option("--device", o.device, "cpu, cuda or cuda:N (same as --set training.device=\"...\")")
+      ->check(device_name());
   cmd.add_option("--dtype", o.dtype,
                  "Precision: auto, float32, tf32, bfloat16 or bf16-mixed (same as --set "
                  "training.dtype)")
@@ -256,7 +258,7 @@ void add_run_command(CLI::App& app, std::function<int()>& action) {
   add_sweep_options(*cmd, o->sweep);
   cmd->add_option("--threads", o->threads,
                   "CPU threads (default: the file's; 0 = the CPUs this process may use)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number(0, kMaxThreads));
   cmd->add_flag("--dry-run", o->dry_run, "Check everything, list the runs and exit");
   cmd->add_option("--gpus", o->gpus, "One worker per GPU: all, or indices such as 0,1,3");
   cmd->add_option("--runs-per-gpu", o->runs_per_gpu, "Workers on each GPU of --gpus")
@@ -487,8 +489,11 @@ void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--checkpoint", o->checkpoint, "Which checkpoint")
       ->capture_default_str()
       ->check(CLI::IsMember({"last", "best"}));
-  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")
+      ->capture_default_str()
+      ->check(device_name());
   cmd->add_option("--batch-size", o->batch_size, "Evaluation batch size")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 20))
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--dtype", o->dtype,
@@ -501,9 +506,9 @@ void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
       if (o->task.seed >= 0) overrides.push_back({"task.seed", std::to_string(o->task.seed)});
       // The trained run's data seed is the task seed unless --seed says otherwise.
       if (o->task.seed < 0) {
-        std::ifstream in(std::filesystem::path(o->run_dir) / "config.json");
-        if (in) {
-          const auto config = nlohmann::json::parse(in);
+        const auto config_path = std::filesystem::path(o->run_dir) / "config.json";
+        if (std::filesystem::exists(config_path)) {
+          const auto config = read_json_file(config_path.string());
           overrides.push_back({"task.seed", config.at("task").at("seed").dump()});
         }
       }

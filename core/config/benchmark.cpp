@@ -105,6 +105,10 @@ BenchmarkSpec load_benchmark(const std::string& path, const std::vector<Override
     TableReader t = root.get_table("benchmark");
     if (!root.has("benchmark")) root.fail("benchmark", "required: a [benchmark] table");
     b.name = t.get_string("name", fs::path(path).stem().string());
+    if (!is_path_name(b.name)) {
+      t.fail("name", "\"" + b.name.substr(0, 80) + "\" is not a valid benchmark name (" +
+                         kPathNameRule + (t.has("name") ? "" : "; set [benchmark] name") + ")");
+    }
     b.description = t.get_string("description", "");
     for (const auto& task : read_list<std::string>(t, "tasks", true)) {
       const std::string resolved = resolve_path(path, task);
@@ -115,12 +119,28 @@ BenchmarkSpec load_benchmark(const std::string& path, const std::vector<Override
       b.task_overrides.push_back(parse_override(o));
     }
     b.models = read_list<std::string>(t, "models", true);
+    for (const auto& m : b.models) {
+      if (!is_path_name(m)) {
+        t.fail("models", "\"" + m.substr(0, 80) + "\" is not a model name (a plugin or hybrid name: " +
+                             kPathNameRule + "; plugins in other folders: [plugins] paths)");
+      }
+    }
     b.widths = read_list<std::int64_t>(t, "widths", true, 1, 65536);
     b.layers = read_list<std::int64_t>(t, "layers", true, 1, 1024);
     b.seeds = read_list<std::int64_t>(t, "seeds", true, 0, 9.2e18);
     b.learning_rates = read_list<double>(t, "learning_rates", true, 1e-12, 10.0);
     b.warmups = read_list<std::int64_t>(t, "warmups", true, 0, 1e12);
     t.finish(kBenchmarkKeys);
+    // The grid is planned in memory before anything runs: bound it like a task's sweep axes.
+    const double grid = static_cast<double>(b.models.size()) * static_cast<double>(b.widths.size()) *
+                        static_cast<double>(b.layers.size()) * static_cast<double>(b.seeds.size()) *
+                        static_cast<double>(b.learning_rates.size()) *
+                        static_cast<double>(b.warmups.size()) * static_cast<double>(b.task_files.size());
+    if (grid > static_cast<double>(kMaxRuns)) {
+      t.fail("models", "tasks x models x widths x layers x seeds x learning_rates x warmups make " +
+                           std::to_string(static_cast<long long>(grid)) + " runs (at most " +
+                           std::to_string(kMaxRuns) + "; split the study into several benchmarks)");
+    }
   }
   {
     TableReader t = root.get_table("hybrids");
@@ -130,6 +150,11 @@ BenchmarkSpec load_benchmark(const std::string& path, const std::vector<Override
       for (const auto& name : names) {
         if (!is_bare_key(name)) t.fail(name, "a hybrid name must be a bare key");
         b.hybrids[name] = read_list<std::string>(t, name, true);
+        for (const auto& layer : b.hybrids[name]) {
+          if (!is_path_name(layer)) {
+            t.fail(name, "\"" + layer.substr(0, 80) + "\" is not a plugin name (" + kPathNameRule + ")");
+          }
+        }
       }
       t.finish(names);
     }

@@ -19,6 +19,9 @@
 
 namespace sb {
 
+// The most runs one benchmark may plan (the paper's whole study is about 15 800).
+inline constexpr std::size_t kMaxRuns = 100000;
+
 struct BenchmarkSpec {
   std::string name;
   std::string description;

@@ -1,5 +1,7 @@
 #include "core/config/strict_toml.hpp"
 
+#include <sys/stat.h>
+
 #include <toml++/toml.h>
 #include <cerrno>
 #include <cstring>
@@ -438,6 +440,13 @@ bool is_bare_key(const std::string& s) {
   });
 }
 
+bool is_path_name(const std::string& s) {
+  if (s.empty() || s.size() > 128 || s.front() == '.') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return c == '.' || c == '_' || c == '-' || std::isalnum(static_cast<unsigned char>(c));
+  });
+}
+
 std::vector<std::string> split_key(const std::string& key) {
   std::vector<std::string> parts;
   std::size_t begin = 0;
@@ -461,7 +470,35 @@ std::string override_text(const Override& o) {
   return "--set " + o.key + "=" + o.value;
 }
 
-toml::table parse_document(const std::string& text, const std::string& source) {
+namespace {
+
+// A task or benchmark file is a few kilobytes; anything past this is not one.
+constexpr std::size_t kMaxConfigBytes = 16u << 20;
+
+// Tables and arrays nested deeper than this are refused: no task or benchmark key is more than a
+// few levels deep, and the readers (and toml++'s destructors) recurse once per level.
+constexpr std::size_t kMaxNesting = 64;
+
+// Walks with an explicit stack, so the check itself cannot overflow on what it refuses.
+void check_nesting(const toml::table& root, const std::string& source) {
+  std::vector<std::pair<const toml::node*, std::size_t>> todo = {{&root, 0}};
+  while (!todo.empty()) {
+    const auto [node, depth] = todo.back();
+    todo.pop_back();
+    if (depth > kMaxNesting) {
+      const auto line = node->source().begin.line;
+      throw ConfigError(source + ":" + std::to_string(line) + ": tables or arrays nested more than " +
+                        std::to_string(kMaxNesting) + " levels deep (no key needs more than a few)");
+    }
+    if (const auto* t = node->as_table()) {
+      for (const auto& [key, child] : *t) todo.emplace_back(&child, depth + 1);
+    } else if (const auto* a = node->as_array()) {
+      for (const auto& child : *a) todo.emplace_back(&child, depth + 1);
+    }
+  }
+}
+
+toml::table parse_document_unchecked(const std::string& text, const std::string& source) {
 #if TOML_EXCEPTIONS
   try {
     return toml::parse(std::string_view(text), std::string_view(source));
@@ -479,6 +516,14 @@ toml::table parse_document(const std::string& text, const std::string& source) {
   }
   return std::move(result).table();
 #endif
+}
+
+}  // namespace
+
+toml::table parse_document(const std::string& text, const std::string& source) {
+  toml::table root = parse_document_unchecked(text, source);
+  check_nesting(root, source);
+  return root;
 }
 
 // The value of an override: VALUE read as TOML (`v = VALUE`), else VALUE as a plain string.
@@ -503,6 +548,10 @@ static toml::table override_value(const std::string& value) {
 
 void apply_override(toml::table& root, const Override& o, const std::string& source) {
   const std::vector<std::string> parts = split_key(o.key);
+  if (parts.size() > kMaxNesting) {
+    throw ConfigError(override_text(o).substr(0, 80) + "...: a key of " + std::to_string(parts.size()) +
+                      " parts (at most " + std::to_string(kMaxNesting) + ")");
+  }
   toml::table* table = &root;
   std::string path;
   for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
@@ -537,9 +586,20 @@ toml::table build_document(const std::string& text, const std::string& source,
 }
 
 std::string read_config_file(const std::string& path, const std::string& what) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    throw ConfigError(path + ": cannot open task file: it is a directory");
+  // Regular files only, checked before opening: a FIFO would block the open, a device such as
+  // /dev/zero would be read without end.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                    : "not a regular file";
+    throw ConfigError(path + ": cannot open " + what + ": it is " + kind + " (a regular file is needed)");
+  }
+  if (st.st_size > static_cast<off_t>(kMaxConfigBytes)) {
+    throw ConfigError(path + ": cannot open " + what + ": " + std::to_string(st.st_size) +
+                      " bytes (at most " + std::to_string(kMaxConfigBytes) + ")");
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {

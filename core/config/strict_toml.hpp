@@ -106,6 +106,11 @@ Override parse_override(const std::string& text);
 std::string override_text(const Override& o);
 
 bool is_bare_key(const std::string& s);
+// A name that becomes one part of a path (task, benchmark and model names name run folders):
+// letters, digits, _, - and ., not first; at most 128 characters. No separator, so no "..".
+bool is_path_name(const std::string& s);
+inline constexpr const char* kPathNameRule =
+    "letters, digits, _, - and ., not first, at most 128 characters: it names folders";
 std::vector<std::string> split_key(const std::string& key);
 std::string trim(const std::string& s);
 

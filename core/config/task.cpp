@@ -33,12 +33,6 @@ const std::vector<std::string> kDurationKeys = {"dist", "low", "high"};
 
 const char* kReferenceHint = "; remove the key or use protocol = \"clean\"";
 
-// A task name: it names run directories, so no separators, spaces or leading dot.
-bool is_task_name(const std::string& s) {
-  if (s.empty() || s.front() == '.') return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return c == '.' || is_bare_key({c}); });
-}
-
 // --- sweep axes ---
 
 struct Axis {
@@ -252,7 +246,7 @@ TaskSpec read_task(const toml::table& doc, const std::string& source,
 
   // [task]
   spec.name = task.get_string("name", stem_of(source));
-  if (!is_task_name(spec.name)) {
+  if (!is_path_name(spec.name)) {
     const std::string rule = " (letters, digits, _, - and ., not first; it names run directories)";
     if (!task.has("name")) {
       task.fail("name", "the file name gives the task name \"" + spec.name +
@@ -295,13 +289,14 @@ TaskSpec read_task(const toml::table& doc, const std::string& source,
   data.sequence = read_sequence(sequence);
 
   // [train]
-  data.train.size = train.get_int("size", data.train.size, 0, kInt64Max);
+  // At least one sample: an empty split trains nothing and evaluates to a meaningless 0.0.
+  data.train.size = train.get_int("size", data.train.size, 1, kInt64Max);
   data.train.noise = train.get_float("noise", data.train.noise, 0.0, 10.0);
   data.train.gap = read_gap(train_gap, GapSpec{});
   train.finish(kSplitKeys);
 
   // [test]
-  data.test.size = test.get_int("size", data.test.size, 0, kInt64Max);
+  data.test.size = test.get_int("size", data.test.size, 1, kInt64Max);
   if (data.protocol == Protocol::kReference) {
     // data.md §2.3: the reference's test set is a copy of the training parameters with only the
     // size and the duration (test_dur, else the constant train maximum: quirk B3) replaced.

@@ -126,7 +126,14 @@ std::shared_ptr<const LoadedPlugin> PluginRegistry::load_file(const std::string&
   for (const auto& p : loaded_) {
     if (p->path == path) return p;
   }
-  if (!fs::exists(path)) throw PluginError(path + ": no such file");
+  // Regular files only: dlopen on a FIFO blocks, a symlink loop must be an error of this file, not
+  // of the whole listing.
+  const fs::file_status status = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) throw PluginError(path + ": " + ec.message());
+  if (!fs::exists(status)) throw PluginError(path + ": no such file");
+  if (!fs::is_regular_file(status)) {
+    throw PluginError(path + ": not a regular file (a plugin is a shared library)");
+  }
 
   auto library = std::make_shared<boost::dll::shared_library>();
   try {

@@ -58,6 +58,11 @@ std::vector<RunPlan> plan_benchmark(const BenchmarkSpec& bench, const std::strin
                   p.dir = (fs::path(out_dir) / task_folder(variant) / p.id).string();
                   if (seen.count(p.dir) != 0) continue;  // a remap made it a duplicate
                   seen.insert(p.dir);
+                  if (seen.size() > kMaxRuns) {  // task sweeps multiply the grid
+                    throw ConfigError(bench.source + ": the grid with the tasks' sweeps makes more than " +
+                                      std::to_string(kMaxRuns) +
+                                      " runs; split the study into several benchmarks");
+                  }
                   if (!variant.evaluates.empty()) {
                     p.trained_dir = (fs::path(out_dir) / variant.evaluates / p.id).string();
                     evaluated.push_back(std::move(p));

@@ -1,6 +1,8 @@
 #include "core/run/runner.hpp"
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -10,6 +12,7 @@
 #include "core/tensor/batch.hpp"
 #include "core/util/atomic_file.hpp"
 #include "core/util/host.hpp"
+#include "core/util/json_file.hpp"
 #include "core/util/parallel.hpp"
 #include "selectivbench/torch_compat.hpp"
 
@@ -32,8 +35,7 @@ json evaluate_run_checkpoint(const std::string& run_dir, const TaskSpec& task,
     throw std::runtime_error(run_dir + ": no trained run here (needs config.json and checkpoints/" +
                              checkpoint + ".pt)");
   }
-  std::ifstream in(config_path);
-  const json config = json::parse(in);
+  const json config = read_json_file(config_path.string());
   const ModelConfig model = model_from_json(config.at("model"));
   const bool quirks = config.at("training").at("reference_quirks").get<bool>();
   auto grammar = std::make_shared<const Grammar>(make_grammar(task.data.grammar, task.data.seed));
@@ -125,8 +127,12 @@ class RunLog {
     file_only(message);
     if (ctx_.log) ctx_.log(message);
   }
+  // A log that cannot be written (a full disk) fails the run, named, rather than losing lines.
   void file_only(const std::string& message) const {
-    std::ofstream(path_, std::ios::app) << message << "\n";
+    std::ofstream out(path_, std::ios::app);
+    out << message << "\n";
+    out.flush();
+    if (!out) throw std::runtime_error(path_ + ": cannot write the run's log: " + std::strerror(errno));
   }
 
  private:
@@ -222,13 +228,20 @@ TrainingSpec run_training_spec(const RunPlan& plan, const BenchmarkSpec& bench) 
 // change, and CUDA graphs may be turned on or off) is refused.
 void write_run_config(const RunPlan& plan, const json& config) {
   const fs::path dir(plan.dir);
-  if (fs::exists(dir / "config.json") && fs::exists(dir / "checkpoints" / "last.pt")) {
-    std::ifstream in(dir / "config.json");
-    const json before = json::parse(in);
+  if (fs::exists(dir / "checkpoints" / "last.pt")) {
+    if (!fs::exists(dir / "config.json")) {
+      throw std::runtime_error(plan.dir + ": this unfinished run has a checkpoint but no config.json, "
+                               "so the settings it started with cannot be checked; restore the "
+                               "file, or delete the run folder to start the run again");
+    }
+    const json before = read_json_file((dir / "config.json").string());
     const auto comparable = [](json c) {
       for (const char* key : {"device", "dtype", "eval_batch_size", "threads", "cache_dir", "cuda_graphs"}) {
         c["training"].erase(key);
       }
+      // How the task file's path was spelt is no setting (relative, absolute, another working
+      // folder): the task's every effective value is compared instead.
+      c["task"].erase("source");
       return json{{"task", c["task"]}, {"model", c["model"]}, {"training", c["training"]}};
     };
     const json diff = json::diff(comparable(before), comparable(config));
@@ -274,8 +287,7 @@ void add_outcome(json& summary, const RunOutcome& outcome, const Network& networ
 json execute_run(const RunPlan& plan, const RunContext& ctx) {
   const fs::path dir(plan.dir);
   if (fs::exists(dir / "summary.json")) {
-    std::ifstream in(dir / "summary.json");
-    json s = json::parse(in);
+    json s = read_json_file((dir / "summary.json").string());
     s["skipped"] = true;
     return s;
   }
@@ -283,6 +295,10 @@ json execute_run(const RunPlan& plan, const RunContext& ctx) {
   const double started = unix_seconds();
   const BenchmarkSpec& bench = *ctx.bench;
   const RunLog log(dir, ctx);
+  // This worker holds the run's claim: what a killed writer left half-written is garbage.
+  const int stale = remove_stale_temporaries(dir.string()) +
+                    remove_stale_temporaries((dir / "checkpoints").string());
+  if (stale > 0) log.file_only("removed " + std::to_string(stale) + " temporary file(s) of a killed worker");
   at::set_num_threads(run_thread_count(bench));
   json summary = summary_head(plan, ctx, started);
   if (!plan.trained_dir.empty()) return evaluate_trained_run(plan, ctx, summary, started, log);

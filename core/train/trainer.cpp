@@ -1,9 +1,12 @@
 #include "core/train/trainer.hpp"
 
+#include <boost/crc.hpp>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <numbers>
@@ -122,6 +125,49 @@ struct CheckpointMeta {
 
 torch::Tensor scalar(double v) { return torch::tensor(v, torch::kFloat64); }
 
+// A checkpoint is LibTorch's archive followed by a trailer: 8 bytes "SBCKPT01", the archive's size
+// (8 bytes, little-endian) and its CRC-32 (4 bytes). A flipped byte anywhere is refused by name
+// instead of resuming from, or evaluating, damaged weights.
+constexpr char kCheckpointMagic[8] = {'S', 'B', 'C', 'K', 'P', 'T', '0', '1'};
+constexpr std::size_t kTrailerBytes = 8 + 8 + 4;
+
+std::string checkpoint_trailer(const std::string& archive) {
+  boost::crc_32_type crc;
+  crc.process_bytes(archive.data(), archive.size());
+  std::string t(kCheckpointMagic, 8);
+  const std::uint64_t size = archive.size();
+  for (int i = 0; i < 8; ++i) t += static_cast<char>((size >> (8 * i)) & 0xff);
+  const std::uint32_t sum = crc.checksum();
+  for (int i = 0; i < 4; ++i) t += static_cast<char>((sum >> (8 * i)) & 0xff);
+  return t;
+}
+
+// The archive part of a checkpoint file, its trailer checked.
+std::string read_checked_checkpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open checkpoint");
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto damaged = [&](const std::string& why) {
+    return std::runtime_error(path + ": damaged checkpoint (" + why +
+                              "); restore it, or delete the run folder to start the run again");
+  };
+  if (data.size() < kTrailerBytes) throw damaged("too short for a checkpoint");
+  const std::size_t end = data.size() - kTrailerBytes;
+  if (data.compare(end, 8, kCheckpointMagic, 8) != 0) {
+    throw damaged("no checksum trailer: cut short, or not written by this selectivbench");
+  }
+  std::uint64_t size = 0;
+  std::uint32_t stored = 0;
+  for (int i = 0; i < 8; ++i) size |= std::uint64_t{static_cast<unsigned char>(data[end + 8 + i])} << (8 * i);
+  for (int i = 0; i < 4; ++i) stored |= std::uint32_t{static_cast<unsigned char>(data[end + 16 + i])} << (8 * i);
+  if (size != end) throw damaged("size mismatch");
+  data.resize(end);
+  boost::crc_32_type crc;
+  crc.process_bytes(data.data(), data.size());
+  if (crc.checksum() != stored) throw damaged("checksum mismatch");
+  return data;
+}
+
 void save_checkpoint(const std::string& path, Network& network, torch::optim::Optimizer* optimizer,
                      const CheckpointMeta& m) {
   torch::serialize::OutputArchive archive;
@@ -144,7 +190,7 @@ void save_checkpoint(const std::string& path, Network& network, torch::optim::Op
   archive.write("eval_mode", scalar(m.eval_mode ? 1.0 : 0.0));
   std::ostringstream bytes;
   archive.save_to(bytes);
-  const std::string data = bytes.str();
+  const std::string data = bytes.str() + checkpoint_trailer(bytes.str());
   write_file_atomically(path, [&](std::ostream& out) { out.write(data.data(), static_cast<std::streamsize>(data.size())); });
 }
 
@@ -157,7 +203,8 @@ double read_scalar(torch::serialize::InputArchive& a, const char* key) {
 CheckpointMeta load_checkpoint(const std::string& path, Network& network,
                                torch::optim::Optimizer* optimizer) {
   torch::serialize::InputArchive archive;
-  archive.load_from(path);
+  std::istringstream bytes(read_checked_checkpoint(path));
+  archive.load_from(bytes);
   torch::serialize::InputArchive model;
   archive.read("model", model);
   network->load(model);
@@ -700,6 +747,9 @@ class TrainLoop {
                    std::to_string(diverged_at_ + 1) + "; the last checkpoint (update " +
                    std::to_string(meta_.update) + ") is kept";
     log(out_.message);
+    // Diverged before this call evaluated (e.g. right after a resume): report the last logged
+    // evaluation, as an uninterrupted run does, never an empty 0.0 accuracy and 0.0 loss.
+    if (out_.final_eval.samples == 0) report_last_logged_evaluation();
     return stopped("diverged", diverged_at_);
   }
 

@@ -1,6 +1,7 @@
 #include "core/util/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -49,6 +50,32 @@ void write_file_atomically(const std::string& path,
     fs::remove(tmp, ec);
     throw;
   }
+}
+
+int remove_stale_temporaries(const std::string& folder) {
+  namespace fs = std::filesystem;
+  char host[64] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  const std::string mark = std::string(".tmp.") + host + ".";
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto at = name.rfind(mark);
+    if (at == std::string::npos) continue;
+    // PID.N after the mark.
+    const std::string rest = name.substr(at + mark.size());
+    const auto dot = rest.find('.');
+    if (dot == std::string::npos || dot == 0) continue;
+    const std::string pid_text = rest.substr(0, dot);
+    if (pid_text.find_first_not_of("0123456789") != std::string::npos || pid_text.size() > 9) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+    if (pid == ::getpid()) continue;  // this process may be writing it now
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to ask about)
+    std::error_code rm;
+    if (entry.is_regular_file(rm) && fs::remove(entry.path(), rm)) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace sb

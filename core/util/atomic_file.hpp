@@ -12,4 +12,9 @@ namespace sb {
 // removed and std::runtime_error names the path and the cause; `path` is left as it was.
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write);
 
+// Removes the temporary files that write_file_atomically left in `folder` when its process was
+// killed: "NAME.tmp.HOST.PID.N" of this host whose PID no longer runs. Files of live processes and
+// of other hosts (a shared folder) are left alone. Returns how many were removed.
+int remove_stale_temporaries(const std::string& folder);
+
 }  // namespace sb

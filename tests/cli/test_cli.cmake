@@ -125,3 +125,18 @@ if(SCRIPT)
 else()
   message(SEND_ERROR "[no_color] script(1) not found (bsdutils)")
 endif()
+
+# Numbers and names on the command line that used to wrap, saturate or mean "the default".
+expect(seed_too_large 2 "--seed: '9223372036854775808' is out of range \\[0, 9223372036854775807\\]"
+       grammar ${Q} --seed 9223372036854775808)
+expect(seed_negative 2 "--seed: '-3' is not a whole number" grammar ${Q} --seed -3)
+expect(epoch_negative 2 "--epoch: '-1' is not a whole number" show ${Q} --epoch -1)
+expect(epoch_wraps 2 "--epoch: '18446744073709551616' is out of range" show ${Q} --epoch 18446744073709551616)
+expect(threads_too_many 2 "--threads: '100000' is out of range \\[0, 4096\\]" grammar ${Q} --threads 100000)
+expect(check_threads_negative 2 "--threads: '-1' is not a whole number" check-plugin gla --threads -1)
+expect(device_empty 2 "--device" run configs/quickstart.toml --dry-run --device "")
+expect(check_device_empty 2 "--device" check-plugin gla --device "")
+expect(device_unknown 2 "--device: 'gpu' is not a device \\(allowed: cpu, cuda, cuda:N\\)"
+       check-plugin gla --device gpu)
+expect(evaluate_batch_zero 2 "--batch-size: Value 0 not in range" evaluate "${WORK_DIR}" ${Q} --batch-size 0)
+expect(evaluate_batch_negative 2 "--batch-size" evaluate "${WORK_DIR}" ${Q} --batch-size -1)

@@ -97,8 +97,11 @@ grep -q "resuming from" "$long_dir/log.txt" || fail "kill -9: the run did not re
 [ "$(ls "$long_dir/claims" | wc -l)" = 2 ] || fail "kill -9: expected two claims"
 ok "kill -9 and take-over"
 
-# 5. SIGTERM: checkpoint, release, exit 143; the same command resumes.
-"$SB" run long.toml --out termed > termed_1.log 2>&1 & t=$!
+# 5. SIGTERM: checkpoint, release, exit 143; the same sweep resumes, even when its file is spelt
+# another way (absolute, from another working folder) and names its task by a relative path.
+rel_task=$(realpath --relative-to="$WORK" "$SRC/tasks/quickstart.toml")
+sed "s|^tasks = .*|tasks = [\"$rel_task\"]|" long.toml > termed.toml
+"$SB" run termed.toml --out termed > termed_1.log 2>&1 & t=$!
 t_dir=termed/quickstart/gla_d16_L1_s1_lr0.01_w1
 wait_for_checkpoint "$t_dir" || fail "SIGTERM: no checkpoint within 60 s"
 kill -TERM $t; wait $t; code=$?
@@ -106,7 +109,8 @@ kill -TERM $t; wait $t; code=$?
 grep -q "stopped by signal 15" termed_1.log || fail "SIGTERM: no stop message"
 [ -f "$t_dir/summary.json" ] && fail "SIGTERM: a summary was written for an unfinished run"
 [ "$(jq -r .released "$t_dir/claims/000001.json")" = interrupted ] || fail "SIGTERM: claim not released"
-"$SB" run long.toml --out termed > termed_2.log 2>&1 || fail "resume after SIGTERM: exit $?"
+(cd / && "$SB" run "$WORK/termed.toml" --out "$WORK/termed") > termed_2.log 2>&1 \
+  || fail "resume after SIGTERM (file spelt another way): exit $?: $(tail -3 termed_2.log)"
 [ "$(jq -r .resumed_from_update "$t_dir/summary.json")" -gt 0 ] || fail "SIGTERM: not resumed"
 [ "$(jq -r .update "$t_dir/metrics.jsonl" | sort | uniq -d | wc -l)" = 0 ] || fail "SIGTERM: an update twice"
 ok "SIGTERM leaves a resumable run"

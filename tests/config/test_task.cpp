@@ -1,5 +1,6 @@
 // Task files: every key, both protocols, overrides, sweep axes and every error path.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -453,8 +454,8 @@ TEST(Errors, SequenceRanges) {
 }
 
 TEST(Errors, SplitRanges) {
-  EXPECT_EQ(error("[train]\nsize = -1\n"), "t.toml:2: train.size: value -1 is out of range >= 0");
-  EXPECT_EQ(error("[test]\nsize = -5\n"), "t.toml:2: test.size: value -5 is out of range >= 0");
+  EXPECT_EQ(error("[train]\nsize = -1\n"), "t.toml:2: train.size: value -1 is out of range >= 1");
+  EXPECT_EQ(error("[test]\nsize = -5\n"), "t.toml:2: test.size: value -5 is out of range >= 1");
   EXPECT_EQ(error("[train]\nnoise = 10.5\n"),
             "t.toml:2: train.noise: value 10.5 is out of range [0, 10]");
   EXPECT_EQ(error("[test]\nnoise = -0.1\n"),
@@ -688,10 +689,10 @@ TEST(Overrides, BadValuesNameTheOverride) {
             "t.toml:2: grammar.vocab: value 60 is out of range [2, 53]");
   // ... even when an override sets something next to it.
   EXPECT_EQ(error("[train]\nsize = -1\n", {{"train.gap.prob", "0.5"}}),
-            "t.toml:2: train.size: value -1 is out of range >= 0");
+            "t.toml:2: train.size: value -1 is out of range >= 1");
   // An override of a whole table.
   EXPECT_EQ(error("[train]\nsize = 1\n", {{"train", "{ size = -1 }"}}),
-            "t.toml: train.size: value -1 is out of range >= 0 (from --set train={ size = -1 })");
+            "t.toml: train.size: value -1 is out of range >= 1 (from --set train={ size = -1 })");
 }
 
 TEST(Overrides, IntoANonTableIsAnError) {
@@ -857,6 +858,49 @@ max_string_tries = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 max_string_length = [10, 11]
 )";
   EXPECT_EQ(error(text), "t.toml: the sweep axes make more than 100000 variants");
+}
+
+// --- hardening: input built to crash, hang or mislead ---
+
+TEST(Hardening, DeeplyNestedTablesAreRefusedNotRecursedInto) {
+  // 20 000 levels crashed the sweep-axis search with a stack overflow.
+  std::string deep = "[task]\n[";
+  for (int i = 0; i < 20000; ++i) deep += i ? ".a" : "a";
+  deep += "]\nx = 1\n";
+  const std::string e = error(deep);
+  EXPECT_TRUE(StartsWith(e, "t.toml:")) << e.substr(0, 200);
+  EXPECT_TRUE(Contains(e, "nested more than 64 levels deep")) << e.substr(0, 200);
+  // Through --set too.
+  std::string key = "grammar";
+  for (int i = 0; i < 20000; ++i) key += ".a";
+  const std::string o = error("[task]\n", {{key, "1"}});
+  EXPECT_TRUE(Contains(o, "a key of 20001 parts (at most 64)")) << o.substr(0, 200);
+  // Shallow nesting, as in every real file, still reads (and unknown keys are still named).
+  EXPECT_TRUE(Contains(error("[task]\n[grammar.a.b]\nx = 1\n"), "grammar.a")) << error("[grammar.a.b]\n");
+}
+
+TEST(Hardening, OnlyRegularFilesAreRead) {
+  TempDir dir;
+  const std::string fifo = (dir.path() / "fifo.toml").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const auto& [path, kind] : std::vector<std::pair<std::string, std::string>>{
+           {fifo, "a FIFO"}, {"/dev/zero", "a device"}, {dir.path().string(), "a directory"}}) {
+    try {
+      load_task(path);  // a FIFO blocked here for ever, /dev/zero was read without end
+      ADD_FAILURE() << path << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()),
+                path + ": cannot open task file: it is " + kind + " (a regular file is needed)");
+    }
+  }
+}
+
+TEST(Hardening, EmptySplitsAreRefused) {
+  // test.size = 0 evaluated to 0.0 at every evaluation and then failed the run.
+  EXPECT_TRUE(Contains(error("[test]\nsize = 0\n"), "test.size")) << error("[test]\nsize = 0\n");
+  EXPECT_TRUE(Contains(error("[test]\nsize = 0\n"), "value 0 is out of range")) << error("[test]\nsize = 0\n");
+  EXPECT_TRUE(Contains(error("[train]\nsize = 0\n"), "train.size")) << error("[train]\nsize = 0\n");
+  EXPECT_EQ(one("[test]\nsize = 1\n").data.test.size, 1);
 }
 
 }  // namespace

@@ -244,3 +244,33 @@ TEST(Benchmark, PaperPresetsGiveMambaAndMamba2TheReferenceStateSize) {
 }
 
 }  // namespace
+
+// Names that become folder names cannot leave --out; a grid too large to plan is refused early.
+TEST(BenchmarkFile, NamesThatBecomePathsAreChecked) {
+  std::string with_model = kMinimal;
+  const std::string models = "[\"gla\", \"transformer\"]";
+  with_model.replace(with_model.find(models), models.size(), "[\"../../../elsewhere/evil\"]");
+  const std::string e = error_of(write_config("evil_model", with_model));
+  EXPECT_NE(e.find("evil_model.toml:3: benchmark.models: \"../../../elsewhere/evil\" is not a model name"),
+            std::string::npos) << e;
+  const std::string n = error_of(write_config("evil_name", kMinimal + "name = \"../../../escape\"\n"));
+  EXPECT_NE(n.find("benchmark.name: \"../../../escape\" is not a valid benchmark name"), std::string::npos) << n;
+  // The file name gives the name when none is set: a file name with a space is named as the cause.
+  const std::string f = error_of(write_config("with space", kMinimal));
+  EXPECT_NE(f.find("set [benchmark] name"), std::string::npos) << f;
+  EXPECT_EQ(sb::load_benchmark(write_config("plain", kMinimal + "name = \"a-b_c.1\"\n")).name, "a-b_c.1");
+}
+
+TEST(BenchmarkFile, AGridTooLargeToPlanIsRefused) {
+  // 1000 widths x 1000 layers x 1000 seeds took 8.9 GB in --dry-run before this check.
+  std::string big = "[benchmark]\ntasks = [\"" + kSource + "/tasks/quickstart.toml\"]\nmodels = [\"gla\"]\n";
+  const auto list = [](int n, int from) {
+    std::string s = "[";
+    for (int i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(from + i);
+    return s + "]";
+  };
+  big += "widths = " + list(1000, 1) + "\nlayers = " + list(1000, 1) + "\nseeds = " + list(1000, 0) +
+         "\nlearning_rates = [1e-3]\nwarmups = [0]\n";
+  const std::string e = error_of(write_config("huge", big));
+  EXPECT_NE(e.find("make 1000000000 runs (at most 100000"), std::string::npos) << e.substr(0, 300);
+}

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "core/config/task.hpp"
@@ -281,6 +282,83 @@ TEST(Training, DivergenceSeenLateIsReportedAtItsUpdateAndWritesNothingAfter) {
   ASSERT_EQ(metrics.size(), 1u);  // the evaluation at update 4 only
   EXPECT_EQ(metrics[0]["update"], 4);
   EXPECT_TRUE(fs::exists(dir + "/checkpoints/last.pt"));
+}
+
+// A run that diverges right after a resume, before this call evaluates, reports the last logged
+// evaluation (as an uninterrupted run does), not an empty 0.0 accuracy and 0.0 loss.
+TEST(Training, DivergingRightAfterAResumeReportsTheLastEvaluation) {
+  const TinyTask data = tiny_task();
+  auto mis = plugin("misbehaving");
+  const auto with = [&](const std::string& behaviour) {
+    return tiny_spec(data, {layer("gla"),
+                            {mis, sb::resolve_options(mis->descriptor, {{"behaviour", behaviour}}, "t")}});
+  };
+  const std::string dir = fresh_dir("nan_after_resume");
+  {
+    auto first = sb::Network(with("fine"));
+    sb::TrainCallbacks cb;
+    cb.progress = [](std::int64_t update, std::int64_t) {
+      if (update == 6) throw std::runtime_error("interrupted");
+    };
+    EXPECT_THROW(sb::train(first, data.train, data.test, tiny_training(), dir, cb), std::runtime_error);
+  }
+  const auto logged = metrics_of(dir);
+  ASSERT_EQ(logged.size(), 1u);  // the evaluation at update 4, also the last checkpoint
+  auto second = sb::Network(with("nan"));
+  const auto out = sb::train(second, data.train, data.test, tiny_training(), dir);
+  EXPECT_TRUE(out.resumed);
+  EXPECT_EQ(out.status, "diverged");
+  EXPECT_NE(out.message.find("at update 5;"), std::string::npos) << out.message;
+  EXPECT_GT(out.final_eval.samples, 0);
+  EXPECT_EQ(out.final_eval.accuracy, logged[0]["test_acc"].get<double>());
+  EXPECT_EQ(out.final_eval.loss, logged[0]["test_loss"].get<double>());
+  EXPECT_GT(out.final_eval.loss, 0.0);
+}
+
+// Every checkpoint carries a checksum: flipped bytes or a cut file are refused by name, on resume
+// and on evaluation, instead of training on or reporting damaged weights.
+TEST(Training, ADamagedCheckpointIsRefusedByName) {
+  const TinyTask data = tiny_task();
+  const auto spec = tiny_spec(data, {layer("gla")});
+  const std::string dir = fresh_dir("damaged_ckpt");
+  {
+    auto first = sb::Network(spec);
+    sb::TrainCallbacks cb;
+    cb.progress = [](std::int64_t update, std::int64_t) {
+      if (update == 6) throw std::runtime_error("interrupted");
+    };
+    EXPECT_THROW(sb::train(first, data.train, data.test, tiny_training(), dir, cb), std::runtime_error);
+  }
+  const std::string last = dir + "/checkpoints/last.pt";
+  std::string bytes;
+  {
+    std::ifstream in(last, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  ASSERT_GT(bytes.size(), 1000u);
+  const auto expect_refused = [&](const std::string& damaged, const std::string& why) {
+    std::ofstream(last, std::ios::binary | std::ios::trunc) << damaged;
+    auto network = sb::Network(spec);
+    try {
+      sb::load_model_checkpoint(network, last);
+      ADD_FAILURE() << why << ": loaded";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(last + ": damaged checkpoint (" + why), std::string::npos)
+          << e.what();
+    }
+    auto resumed = sb::Network(spec);
+    EXPECT_THROW(sb::train(resumed, data.train, data.test, tiny_training(), dir), std::runtime_error)
+        << why;
+  };
+  std::string flipped = bytes;
+  for (std::size_t i = 0; i < 16; ++i) flipped[bytes.size() / 2 + i] ^= 0x5a;
+  expect_refused(flipped, "checksum mismatch");
+  expect_refused(bytes.substr(0, bytes.size() - 100), "no checksum trailer");
+  expect_refused(bytes.substr(0, 10), "too short");
+  // The intact file still resumes.
+  std::ofstream(last, std::ios::binary | std::ios::trunc) << bytes;
+  auto network = sb::Network(spec);
+  EXPECT_EQ(sb::train(network, data.train, data.test, tiny_training(), dir).status, "finished");
 }
 
 // bf16-mixed keeps fp32 parameters and computes the matmuls in bf16 (autocast, also on the CPU):

@@ -1,0 +1,51 @@
+// Atomic writes (core/util/atomic_file.hpp): the temporaries a killed writer leaves are removed,
+// those of live processes and other hosts are kept.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "core/util/atomic_file.hpp"
+
+namespace sb {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(AtomicFile, StaleTemporariesOfDeadWritersAreRemoved) {
+  const fs::path dir = fs::path(::testing::TempDir()) / ("sb_atomic_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  char host[64] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  // A process that has ended: its pid no longer runs.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ::waitpid(child, nullptr, 0);
+  const std::string dead = std::to_string(child), alive = std::to_string(::getppid());
+  const auto touch = [&](const std::string& name) { std::ofstream(dir / name) << "x"; };
+  touch("summary.json");
+  touch("summary.json.tmp." + std::string(host) + "." + dead + ".3");  // killed writer: removed
+  touch("summary.json.tmp." + std::string(host) + "." + alive + ".0");  // live writer: kept
+  touch("summary.json.tmp.elsewhere." + dead + ".0");                   // another host: kept
+  touch("notes.tmp.txt");                                               // not a temporary
+  EXPECT_EQ(remove_stale_temporaries(dir.string()), 1);
+  EXPECT_FALSE(fs::exists(dir / ("summary.json.tmp." + std::string(host) + "." + dead + ".3")));
+  for (const std::string& kept : std::vector<std::string>{"summary.json", "notes.tmp.txt", "summary.json.tmp.elsewhere." + dead + ".0",
+                                 "summary.json.tmp." + std::string(host) + "." + alive + ".0"}) {
+    EXPECT_TRUE(fs::exists(dir / kept)) << kept;
+  }
+  // A file written atomically leaves no temporary behind.
+  write_file_atomically((dir / "a.txt").string(), [](std::ostream& o) { o << "done\n"; });
+  EXPECT_EQ(remove_stale_temporaries(dir.string()), 0);
+  EXPECT_EQ(remove_stale_temporaries((dir / "missing").string()), 0);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace sb
