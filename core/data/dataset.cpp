@@ -122,6 +122,25 @@ Dataset::Dataset(std::shared_ptr<const Grammar> grammar, DataSpec spec, Split sp
     : grammar_(std::move(grammar)), spec_(std::move(spec)), split_(split),
       symbols_(std::move(symbols)) {}
 
+namespace {
+
+// "" when every state id of `set` is a state of `grammar`; else where the first one is not.
+std::string first_foreign_state(const SymbolSet& set, const Grammar& grammar, const std::string& path) {
+  const auto& ids = set.data();
+  const std::uint16_t states = static_cast<std::uint16_t>(grammar.num_states());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] >= states) {
+      const auto length = static_cast<std::size_t>(set.length());
+      return path + ": state id " + std::to_string(ids[i]) + " at sample " +
+             std::to_string(i / length) + ", element " + std::to_string(i % length) +
+             " is not a state of the grammar (it has " + std::to_string(states) + ")";
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
 Dataset Dataset::create(std::shared_ptr<const Grammar> grammar, const DataSpec& spec, Split split,
                         const DatasetOptions& options) {
   const std::int64_t count = spec.split(split).size;
@@ -146,9 +165,14 @@ Dataset Dataset::create(std::shared_ptr<const Grammar> grammar, const DataSpec& 
         } else {
           SymbolSet set(count, spec.sequence.length);
           std::memcpy(set.data().data(), st.bytes.data(), st.bytes.size());
-          Dataset d(grammar, spec, split, std::move(set));
-          d.origin_ = "cache hit (" + path + ")";
-          return d;
+          // A valid CRC says the file is what was written, not that it was written by us for
+          // this grammar: every id indexes the grammar's tables, so each is checked before use.
+          why_not = first_foreign_state(set, *grammar, path);
+          if (why_not.empty()) {
+            Dataset d(grammar, spec, split, std::move(set));
+            d.origin_ = "cache hit (" + path + ")";
+            return d;
+          }
         }
       }
     } catch (const FormatError& e) {

@@ -18,6 +18,17 @@ void write_file_atomically(const std::string& path,
   namespace fs = std::filesystem;
   const fs::path target(path);
   std::error_code ec;
+  // The rename would replace whatever `path` is: a symlink (and not its target) or a device node.
+  // Only a regular file, or nothing, is replaced.
+  const fs::file_status existing = fs::symlink_status(target, ec);
+  if (!ec && fs::exists(existing) && !fs::is_regular_file(existing)) {
+    const char* kind = fs::is_symlink(existing)     ? "a symbolic link"
+                       : fs::is_directory(existing) ? "a directory"
+                                                    : "not a regular file (a device, FIFO or socket)";
+    throw std::runtime_error("cannot write " + path + ": it is " + kind +
+                             ", which would be replaced; name a regular file or a new one");
+  }
+  ec.clear();
   if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
   if (ec) {
     throw std::runtime_error("cannot create folder " + target.parent_path().string() + ": " +

@@ -147,6 +147,36 @@ TEST(Dataset, CacheRoundTripAndRecovery) {
   EXPECT_NE(fourth.origin().find("cache hit"), std::string::npos) << fourth.origin();
 }
 
+// A cache with a valid checksum but a state id the grammar does not have (a file written by
+// something else, or for another grammar) read memory past the grammar's tables: it is refused
+// and regenerated.
+TEST(Dataset, ACacheWithForeignStateIdsIsRegenerated) {
+  const fs::path dir = temp_dir("cache_foreign");
+  const DataSpec spec = small_spec(Protocol::kClean);
+  const auto g = grammar_of(spec);
+  DatasetOptions options;
+  options.cache_dir = dir.string();
+  const Dataset first = Dataset::create(g, spec, Split::kTrain, options);
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir)) files.push_back(entry.path());
+  ASSERT_EQ(files.size(), 1U);
+  const std::string path = files[0].string();
+  for (const std::uint16_t bad : {static_cast<std::uint16_t>(g->num_states()), std::uint16_t{65535}}) {
+    auto ids = first.symbols().data();
+    ids[3 * static_cast<std::size_t>(spec.sequence.length) + 5] = bad;  // sample 3, element 5
+    write_container(path, {Section::text("key", symbols_cache_key(spec, Split::kTrain)),
+                           Section::of("states", DType::kU16,
+                                       {spec.train.size, spec.sequence.length}, ids.data(), ids.size())});
+    const Dataset d = Dataset::create(g, spec, Split::kTrain, options);
+    EXPECT_NE(d.origin().find("cache rewritten: " + path + ": state id " + std::to_string(bad) +
+                              " at sample 3, element 5 is not a state of the grammar"),
+              std::string::npos)
+        << d.origin();
+    EXPECT_EQ(d.symbols().data(), first.symbols().data());
+    EXPECT_NE(Dataset::create(g, spec, Split::kTrain, options).origin().find("cache hit"), std::string::npos);
+  }
+}
+
 TEST(Dataset, GenerationErrorsNameTheSample) {
   DataSpec spec = small_spec(Protocol::kClean);
   // Strings of exactly 64 elements are rare: 3 tries fail (the streams are fixed).
