@@ -2,6 +2,7 @@
 
 #include <boost/crc.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -120,6 +121,7 @@ struct CheckpointMeta {
   double train_seconds = 0;
   double eval_seconds = 0;
   std::int64_t tokens = 0;
+  std::string metrics;  // metrics.jsonl up to `update`: a resume rewrites the file from it
   bool eval_mode = false;  // reference quirk: stuck in eval mode
 };
 
@@ -188,6 +190,10 @@ void save_checkpoint(const std::string& path, Network& network, torch::optim::Op
   archive.write("eval_seconds", scalar(m.eval_seconds));
   archive.write("tokens", scalar(static_cast<double>(m.tokens)));
   archive.write("eval_mode", scalar(m.eval_mode ? 1.0 : 0.0));
+  // [bytes] the metrics lines as text
+  archive.write("metrics", torch::from_blob(const_cast<char*>(m.metrics.data()),
+                                            {static_cast<std::int64_t>(m.metrics.size())}, torch::kUInt8)
+                               .clone());
   std::ostringstream bytes;
   archive.save_to(bytes);
   const std::string data = bytes.str() + checkpoint_trailer(bytes.str());
@@ -223,26 +229,35 @@ CheckpointMeta load_checkpoint(const std::string& path, Network& network,
   m.eval_seconds = read_scalar(archive, "eval_seconds");
   m.tokens = static_cast<std::int64_t>(read_scalar(archive, "tokens"));
   m.eval_mode = read_scalar(archive, "eval_mode") > 0.5;
+  torch::Tensor metrics;  // [bytes]
+  archive.read("metrics", metrics);
+  metrics = metrics.contiguous();
+  m.metrics.assign(static_cast<const char*>(metrics.data_ptr()), static_cast<std::size_t>(metrics.numel()));
   return m;
 }
 
-// Keeps only the metrics lines of updates ≤ `update` (lines written after the checkpoint that a
-// resumed run will write again).
-void truncate_metrics(const std::string& path, std::int64_t update) {
-  std::ifstream in(path);
-  if (!in) return;
+// Rewrites metrics.jsonl from the checkpoint's copy (every line up to its update; lines written
+// after it are done again by the resumed run). Returns a note when the file on disk had lost or
+// damaged lines of that history (a cut or edited file), "" when it only held later lines.
+std::string restore_metrics(const std::string& path, const std::string& history, std::int64_t update) {
   std::string kept, line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    try {
-      if (nlohmann::json::parse(line).value("update", std::int64_t{0}) <= update) {
-        kept += line + "\n";
+  {
+    std::ifstream in(path);
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      try {
+        if (nlohmann::json::parse(line).value("update", std::int64_t{0}) <= update) kept += line + "\n";
+      } catch (const std::exception&) {
+        // A torn line: compared below.
       }
-    } catch (const std::exception&) {
-      // A torn last line from a crash: drop it.
     }
   }
-  write_file_atomically(path, [&](std::ostream& out) { out << kept; });
+  write_file_atomically(path, [&](std::ostream& out) { out << history; });
+  if (kept == history) return "";
+  const auto lines = [](const std::string& s) { return std::count(s.begin(), s.end(), '\n'); };
+  return path + " held " + std::to_string(lines(kept)) + " intact line(s) of the " +
+         std::to_string(lines(history)) + " up to update " + std::to_string(update) +
+         "; rewritten from the checkpoint";
 }
 
 void append_line(const std::string& path, const std::string& line) {
@@ -455,7 +470,10 @@ class TrainLoop {
     if (fs::exists(last_path_)) {
       meta_ = load_checkpoint(last_path_, network_, optimizer_.get());
       network_->to(device_, precision_.parameter_dtype());
-      truncate_metrics(metrics_path_, meta_.update);
+      if (const std::string note = restore_metrics(metrics_path_, meta_.metrics, meta_.update);
+          !note.empty()) {
+        log(note);
+      }
       out_.resumed = true;
       out_.resumed_from = meta_.update;
       log("resuming from " + last_path_ + " at update " + std::to_string(meta_.update));
@@ -707,6 +725,7 @@ class TrainLoop {
     };
     if (ev.kl >= 0) line["test_kl"] = ev.kl;
     append_line(metrics_path_, line.dump());
+    meta_.metrics += line.dump() + "\n";
     window_loss_.zero_();
     window_acc_.zero_();
     window_updates_ = 0;
@@ -793,7 +812,7 @@ class TrainLoop {
   // eval_every. The summary reports the last logged evaluation, as the reference's last logged
   // test_acc; without one, the model as it is now.
   void report_last_logged_evaluation() {
-    std::ifstream in(metrics_path_);
+    std::istringstream in(meta_.metrics);  // the history as the checkpoint holds it
     std::string line, last;
     while (std::getline(in, line)) {
       if (!line.empty()) last = line;

@@ -361,6 +361,48 @@ TEST(Training, ADamagedCheckpointIsRefusedByName) {
   EXPECT_EQ(sb::train(network, data.train, data.test, tiny_training(), dir).status, "finished");
 }
 
+// The checkpoint holds the metrics history: a metrics.jsonl cut mid-line or deleted while the run
+// was stopped is rewritten whole on resume (it lost 2 of 12 lines, or 5 of 12, before), and the
+// log says what was repaired.
+TEST(Training, AResumeRestoresADamagedMetricsHistory) {
+  const TinyTask data = tiny_task();
+  const auto spec = tiny_spec(data, {layer("gla")});
+  sb::TrainingSpec training = tiny_training();
+  training.eval_every = 2;  // evaluations at 2, 4, ..., 12
+  const std::string straight_dir = fresh_dir("metrics_straight");
+  auto straight = sb::Network(spec);
+  sb::train(straight, data.train, data.test, training, straight_dir);
+  const auto all = metrics_of(straight_dir);
+  ASSERT_EQ(all.size(), 6u);
+  for (const std::string damage : {"cut", "deleted"}) {
+    const std::string dir = fresh_dir("metrics_" + damage);
+    {
+      auto first = sb::Network(spec);
+      sb::TrainCallbacks cb;
+      cb.progress = [](std::int64_t update, std::int64_t) {
+        if (update == 9) throw std::runtime_error("interrupted");
+      };
+      EXPECT_THROW(sb::train(first, data.train, data.test, training, dir, cb), std::runtime_error);
+    }
+    const std::string path = dir + "/metrics.jsonl";
+    if (damage == "cut") {
+      fs::resize_file(path, fs::file_size(path) / 2);  // mid-line: the lines after it are gone
+    } else {
+      fs::remove(path);
+    }
+    std::vector<std::string> logged;
+    sb::TrainCallbacks cb;
+    cb.log = [&](const std::string& m) { logged.push_back(m); };
+    auto second = sb::Network(spec);
+    const auto out = sb::train(second, data.train, data.test, training, dir, cb);
+    EXPECT_EQ(out.status, "finished");
+    EXPECT_EQ(metrics_of(dir), all) << damage;
+    bool noted = false;
+    for (const auto& m : logged) noted |= m.find("up to update 8; rewritten from the checkpoint") != std::string::npos;
+    EXPECT_TRUE(noted) << damage;
+  }
+}
+
 // bf16-mixed keeps fp32 parameters and computes the matmuls in bf16 (autocast, also on the CPU):
 // it learns, and its parameters differ from a float32 run's from the first update on.
 TEST(Training, Bf16MixedKeepsFloat32ParametersAndComputesInBFloat16) {
