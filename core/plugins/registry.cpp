@@ -159,23 +159,31 @@ std::shared_ptr<const LoadedPlugin> PluginRegistry::load_file(const std::string&
                       " bytes, expected " + std::to_string(sizeof(SbPluginEntry)) +
                       ": rebuild the plugin");
   }
+  // A copy whose strings end within their fields: a plugin that fills a field to its end
+  // without a terminator must not make us read past it.
+  SbPluginEntry e = *entry;
+  e.name[sizeof(e.name) - 1] = '\0';
+  e.fingerprint.torch_version[sizeof(e.fingerprint.torch_version) - 1] = '\0';
+  e.fingerprint.compiler[sizeof(e.fingerprint.compiler) - 1] = '\0';
   const SbBuildFingerprint host = this_build_fingerprint();
-  if (const std::string diff = fingerprint_mismatch(entry->fingerprint, host); !diff.empty()) {
-    throw PluginError(path + ": plugin " + std::string(entry->name) + " was built against " +
+  if (const std::string diff = fingerprint_mismatch(e.fingerprint, host); !diff.empty()) {
+    throw PluginError(path + ": plugin " + std::string(e.name) + " was built against " +
                       diff + ": rebuild the plugin");
   }
   auto plugin = std::make_shared<LoadedPlugin>();
   plugin->path = path;
-  plugin->fingerprint = entry->fingerprint;
+  plugin->fingerprint = e.fingerprint;
   plugin->library = library;
   char error[1024] = {0};
-  if (entry->describe(&plugin->descriptor, error, sizeof(error)) != 0) {
+  const int described = e.describe(&plugin->descriptor, error, sizeof(error));
+  error[sizeof(error) - 1] = '\0';
+  if (described != 0) {
     throw PluginError(path + ": describing the plugin failed: " + error);
   }
   const PluginDescriptor& d = plugin->descriptor;
-  if (d.name != entry->name) {
+  if (d.name != e.name) {
     throw PluginError(path + ": descriptor name '" + d.name + "' differs from the entry's '" +
-                      entry->name + "'");
+                      e.name + "'");
   }
   if (const std::string stem = file_stem_name(path); stem != d.name) {
     throw PluginError(path + ": plugin '" + d.name + "' must be in a file named libsb_" + d.name +

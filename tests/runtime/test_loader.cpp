@@ -1,6 +1,7 @@
 // The plugin loader against plugins that are broken on purpose (fixtures/), and the options schema.
 // Each failure must be refused or contained with a message naming the file (or plugin) and cause.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -81,6 +82,33 @@ TEST(Loader, RefusesAnotherLibTorch) {
                      std::string(sb::this_build_fingerprint().torch_version)),
             std::string::npos)
       << msg;
+}
+
+// Strings that fill their fields with no terminator are read only up to the field's end.
+TEST(Loader, ReadsEntryStringsOnlyWithinTheirFields) {
+  const std::string file = kBroken + "/libsb_unterminated.so";
+  const std::string msg = error_of([&] { registry().load_file(file); });
+  EXPECT_NE(msg.find("plugin " + std::string(63, 'x') + " was built against LibTorch " +
+                     std::string(23, '9') + ", this binary uses"),
+            std::string::npos)
+      << msg;
+}
+
+// A FIFO or a symlink loop named like a plugin is an error of that file: the listing neither hangs
+// nor fails as a whole.
+TEST(Loader, AFifoOrSymlinkLoopNamedLikeAPluginIsThatFilesError) {
+  const fs::path dir = temp_folder("special");
+  ASSERT_EQ(::mkfifo((dir / "libsb_fifo.so").c_str(), 0600), 0);
+  fs::create_symlink(dir / "libsb_loop.so", dir / "libsb_loop.so");
+  EXPECT_NE(error_of([&] { registry().load_file((dir / "libsb_fifo.so").string()); })
+                .find("not a regular file"),
+            std::string::npos);
+  const auto entries = registry().scan({{dir.string(), "test"}});
+  ASSERT_EQ(entries.size(), 2u);
+  for (const auto& e : entries) {
+    EXPECT_EQ(e.plugin, nullptr) << e.path;
+    EXPECT_FALSE(e.error.empty()) << e.path;
+  }
 }
 
 TEST(Loader, RefusesALibraryWithoutEntryPoint) {
