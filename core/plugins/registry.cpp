@@ -1,11 +1,15 @@
 #define BOOST_DLL_USE_STD_FS 1
 #include "core/plugins/registry.hpp"
 
+#include <sys/stat.h>
+
 #include <boost/dll/shared_library.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include "core/config/strict_toml.hpp"
@@ -27,6 +31,21 @@ namespace {
 std::mutex& registry_mutex() {
   static std::mutex m;
   return m;
+}
+
+// A folder every user may write to (without the sticky bit) lets anyone place a library there that
+// a later command loads and runs: said once per folder, on stderr.
+void warn_if_world_writable(const std::string& folder) {
+  static std::mutex mutex;
+  static std::set<std::string> warned;
+  struct stat st {};
+  if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;
+  if ((st.st_mode & S_IWOTH) == 0 || (st.st_mode & S_ISVTX) != 0) return;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!warned.insert(folder).second) return;
+  std::cerr << "warning: plugin folder " << folder
+            << " is writable by every user: anyone could place code there that selectivbench "
+               "loads and runs (chmod o-w it)\n";
 }
 
 std::string fingerprint_mismatch(const SbBuildFingerprint& plugin, const SbBuildFingerprint& host) {
@@ -206,6 +225,7 @@ std::vector<ScanEntry> PluginRegistry::scan(const std::vector<SearchFolder>& fol
   for (const auto& folder : folders) {
     std::error_code ec;
     if (!fs::is_directory(folder.path, ec)) continue;
+    warn_if_world_writable(folder.path);
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(folder.path, ec)) {
       const std::string name = e.path().filename().string();
@@ -242,7 +262,10 @@ std::shared_ptr<const LoadedPlugin> PluginRegistry::find(const std::string& name
     const fs::path file = fs::path(folder.path) / ("libsb_" + name + ".so");
     searched += "\n  " + folder.path + " (" + folder.origin + ")";
     std::error_code ec;
-    if (fs::exists(file, ec)) return load_file(file.string());
+    if (fs::exists(file, ec)) {
+      warn_if_world_writable(folder.path);
+      return load_file(file.string());
+    }
   }
   std::string known;
   for (const auto& e : scan(folders)) {

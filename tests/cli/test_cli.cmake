@@ -140,3 +140,14 @@ expect(device_unknown 2 "--device: 'gpu' is not a device \\(allowed: cpu, cuda, 
        check-plugin gla --device gpu)
 expect(evaluate_batch_zero 2 "--batch-size: Value 0 not in range" evaluate "${WORK_DIR}" ${Q} --batch-size 0)
 expect(evaluate_batch_negative 2 "--batch-size" evaluate "${WORK_DIR}" ${Q} --batch-size -1)
+
+# A plugin folder that every user may write to is named with a warning (anyone could place code
+# there); a private one is not.
+file(MAKE_DIRECTORY "${WORK_DIR}/open_plugins" "${WORK_DIR}/private_plugins")
+file(CHMOD "${WORK_DIR}/open_plugins" DIRECTORY_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE
+     GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_WRITE WORLD_EXECUTE)
+expect(world_writable_plugin_folder 0 "warning: plugin folder .*open_plugins is writable by every user"
+       plugins --plugin-path "${WORK_DIR}/open_plugins")
+file(CHMOD "${WORK_DIR}/private_plugins" DIRECTORY_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE
+     GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
+expect_no(private_plugin_folder 0 "warning: plugin folder" plugins --plugin-path "${WORK_DIR}/private_plugins")
