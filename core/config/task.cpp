@@ -196,6 +196,7 @@ GrammarParams read_grammar(TableReader& t, bool& scale) {
   }
   g.initial_states = static_cast<int>(initial);
   g.max_attempts = static_cast<int>(t.get_int("max_attempts", g.max_attempts, 1, kIntMax));
+  if (const std::string why = infeasibility(g); !why.empty()) t.fail("transition_density", why);
   t.finish(kGrammarKeys);
   return g;
 }

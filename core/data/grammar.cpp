@@ -1,6 +1,8 @@
 #include "core/data/grammar.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <deque>
 #include <numeric>
 
@@ -64,7 +66,27 @@ std::string validate(const GrammarParams& p) {
            std::to_string(p.num_states() - 1) + "]";
   }
   if (p.max_attempts < 1) return "max_attempts must be at least 1";
-  return {};
+  return infeasibility(p);
+}
+
+std::string infeasibility(const GrammarParams& p) {
+  // Expected out-degree of a state: one draw per symbol, kept with probability min(1, n * td)
+  // for a symbol of n instances (`#` and plain letters 1, ambiguous letters ambiguity_depth).
+  const double td = p.instance_density();
+  const double plain = static_cast<double>(1 + p.letters() - p.ambiguities);
+  const double m = plain * std::min(1.0, td) +
+                   p.ambiguities * std::min(1.0, p.ambiguity_depth * td);
+  if (m >= 1.0) return {};
+  const double log_chance = std::log(static_cast<double>(p.max_attempts)) +
+                            static_cast<double>(p.num_states() - 1) * std::log(m);
+  if (log_chance >= std::log(1e-9)) return {};
+  char buf[320];
+  std::snprintf(buf, sizeof(buf),
+                "transition_density = %g cannot produce a grammar: a state has %.3g outgoing edges "
+                "on average, so %d draws find one in which each of the %d states reaches # with a "
+                "chance below 1e-9; raise transition_density (the reference uses 0.4)",
+                p.transition_density, m, p.max_attempts, p.num_states() - 1);
+  return buf;
 }
 
 namespace {

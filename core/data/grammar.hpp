@@ -104,6 +104,12 @@ class Grammar {
 // Checks the parameters; returns an empty string if they are valid, else what is wrong.
 std::string validate(const GrammarParams& params);
 
+// "" unless no grammar can be drawn in practice: every state but `#` needs an outgoing edge, so a
+// draw succeeds with probability at most m^(S-1) (m: a state's expected out-degree, S: states);
+// when max_attempts draws together have a chance below 1e-9, says so (transition_density = 1e-320
+// otherwise ran for minutes before failing).
+std::string infeasibility(const GrammarParams& params);
+
 // Builds the grammar of data.md §3.3 from `seed`. Throws GrammarError when the parameters are
 // invalid or no valid grammar is found within params.max_attempts.
 Grammar make_grammar(const GrammarParams& params, std::uint64_t seed);

@@ -895,6 +895,17 @@ TEST(Hardening, OnlyRegularFilesAreRead) {
   }
 }
 
+TEST(Hardening, ADensityThatCannotProduceAGrammarIsRefusedAtOnce) {
+  // 1e-320 passed the (0, 1] check and then drew grammars for 265 s before failing.
+  const std::string e = error("[grammar]\ntransition_density = 1e-320\n");
+  EXPECT_TRUE(StartsWith(e, "t.toml:2: grammar.transition_density: transition_density = 9.99989e-321 "
+                            "cannot produce a grammar"))
+      << e;
+  EXPECT_TRUE(Contains(e, "raise transition_density")) << e;
+  // Low but workable densities still read.
+  EXPECT_NO_THROW(one("[grammar]\ntransition_density = 0.05\n"));
+}
+
 TEST(Hardening, EmptySplitsAreRefused) {
   // test.size = 0 evaluated to 0.0 at every evaluation and then failed the run.
   EXPECT_TRUE(Contains(error("[test]\nsize = 0\n"), "test.size")) << error("[test]\nsize = 0\n");
