@@ -17,6 +17,8 @@ packages=(
   slurm-wlm munge                           # a single-node Slurm for the cluster test
   gnuplot-nox                               # figures of reports
   python3                                   # the results test parses CSV, JSONL and HTML
+  git                                       # the commit recorded in --version and run summaries
+  bsdutils                                  # script(1): the NO_COLOR test gives the CLI a terminal
 )
 
 missing=()
