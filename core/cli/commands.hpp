@@ -37,6 +37,8 @@ CLI::Validator preset_file();
 CLI::Validator whole_number(std::uint64_t min, std::uint64_t max);
 // A device this machine has: cpu, cuda or cuda:N (an empty name is not "the default").
 CLI::Validator device_name();
+// The same spelling, wherever the device is: `slurm --device cuda` on a login node without GPUs.
+CLI::Validator device_spelling();
 // The most CPU threads a command accepts (0 means all the CPUs this process may use).
 inline constexpr std::uint64_t kMaxThreads = 4096;
 

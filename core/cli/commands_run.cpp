@@ -76,8 +76,9 @@ void add_sweep_options(CLI::App& cmd, SweepArgs& o) {
                  "Override a benchmark key, e.g. --set training.max_updates=500 (repeatable)")
       ->type_name("KEY=VALUE");
   add_plugin_path_option(cmd, o.plugin_paths);
+  // Spelling only: `run` checks this machine's GPUs itself, `slurm` leaves them to the nodes.
   cmd.add_option("--device", o.device, "cpu, cuda or cuda:N (same as --set training.device=\"...\")")
-      ->check(device_name());
+      ->check(device_spelling());
   cmd.add_option("--dtype", o.dtype,
                  "Precision: auto, float32, tf32, bfloat16 or bf16-mixed (same as --set "
                  "training.dtype)")

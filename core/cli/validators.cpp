@@ -31,4 +31,15 @@ CLI::Validator device_name() {
       "cpu|cuda|cuda:N");
 }
 
+CLI::Validator device_spelling() {
+  return CLI::Validator(
+      [](std::string& device) -> std::string {
+        const bool index = device.size() > 5 && device.rfind("cuda:", 0) == 0 &&
+                           device.find_first_not_of("0123456789", 5) == std::string::npos;
+        if (device == "cpu" || device == "cuda" || index) return "";
+        return "'" + device + "' is not a device (allowed: cpu, cuda, cuda:N)";
+      },
+      "cpu|cuda|cuda:N");
+}
+
 }  // namespace sb::cli

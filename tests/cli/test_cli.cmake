@@ -151,3 +151,7 @@ expect(world_writable_plugin_folder 0 "warning: plugin folder .*open_plugins is 
 file(CHMOD "${WORK_DIR}/private_plugins" DIRECTORY_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE
      GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 expect_no(private_plugin_folder 0 "warning: plugin folder" plugins --plugin-path "${WORK_DIR}/private_plugins")
+
+# `slurm --device cuda` is checked for its spelling only: the GPUs are on the compute nodes.
+expect(slurm_device_elsewhere 0 "sbatch script: " slurm configs/quickstart.toml --device cuda --out "${WORK_DIR}/slurm_out")
+expect(slurm_device_misspelt 2 "--device: 'gpu' is not a device" slurm configs/quickstart.toml --device gpu)
