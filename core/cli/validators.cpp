@@ -33,12 +33,7 @@ CLI::Validator device_name() {
 
 CLI::Validator device_spelling() {
   return CLI::Validator(
-      [](std::string& device) -> std::string {
-        const bool index = device.size() > 5 && device.rfind("cuda:", 0) == 0 &&
-                           device.find_first_not_of("0123456789", 5) == std::string::npos;
-        if (device == "cpu" || device == "cuda" || index) return "";
-        return "'" + device + "' is not a device (allowed: cpu, cuda, cuda:N)";
-      },
+      [](std::string& device) -> std::string { return device_spelling_problem(device); },
       "cpu|cuda|cuda:N");
 }
 

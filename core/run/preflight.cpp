@@ -14,19 +14,22 @@ namespace sb {
 
 namespace fs = std::filesystem;
 
+std::string device_spelling_problem(const std::string& device) {
+  const bool indexed = device.size() > 5 && device.rfind("cuda:", 0) == 0 &&
+                       device.find_first_not_of("0123456789", 5) == std::string::npos;
+  if (device == "cpu" || device == "cuda" || indexed) return "";
+  return "'" + device + "' is not a device (allowed: cpu, cuda, cuda:N)";
+}
+
 std::string device_problem(const std::string& device) {
+  if (std::string problem = device_spelling_problem(device); !problem.empty()) return problem;
   if (device == "cpu") return "";
-  if (device != "cuda" && device.rfind("cuda:", 0) != 0) {
-    return "'" + device + "' is not a device (allowed: cpu, cuda, cuda:N)";
-  }
   const int count = cuda_device_count();
   if (count == 0) {
     return "'" + device + "': CUDA is not available (" + cuda_unavailable_reason() + "); use cpu";
   }
   if (device.size() > 5) {
-    char* end = nullptr;
-    const long index = std::strtol(device.c_str() + 5, &end, 10);
-    if (*end != '\0' || index < 0) return "'" + device + "' is not a device (allowed: cpu, cuda, cuda:N)";
+    const long index = std::strtol(device.c_str() + 5, nullptr, 10);  // digits: spelling checked
     if (index >= count) {
       return "'" + device + "': this machine has " + std::to_string(count) + " GPU" +
              (count == 1 ? "" : "s") + " (cuda:0 to cuda:" + std::to_string(count - 1) + ")";

@@ -25,5 +25,7 @@ void preflight_sweep(const BenchmarkSpec& bench, const std::vector<RunPlan>& pla
 
 // The device check alone: "" when `device` is usable here, else why not.
 std::string device_problem(const std::string& device);
+// Its spelling part, wherever the device is: "" for cpu, cuda and cuda:N.
+std::string device_spelling_problem(const std::string& device);
 
 }  // namespace sb

@@ -196,7 +196,8 @@ void save_checkpoint(const std::string& path, Network& network, torch::optim::Op
                                .clone());
   std::ostringstream bytes;
   archive.save_to(bytes);
-  const std::string data = bytes.str() + checkpoint_trailer(bytes.str());
+  std::string data = bytes.str();
+  data += checkpoint_trailer(data);
   write_file_atomically(path, [&](std::ostream& out) { out.write(data.data(), static_cast<std::streamsize>(data.size())); });
 }
 
@@ -724,8 +725,9 @@ class TrainLoop {
         {"tokens_per_s", train_seconds_ > 0 ? static_cast<double>(tokens_) / train_seconds_ : 0.0},
     };
     if (ev.kl >= 0) line["test_kl"] = ev.kl;
-    append_line(metrics_path_, line.dump());
-    meta_.metrics += line.dump() + "\n";
+    const std::string text = line.dump();
+    append_line(metrics_path_, text);
+    meta_.metrics += text + "\n";
     window_loss_.zero_();
     window_acc_.zero_();
     window_updates_ = 0;

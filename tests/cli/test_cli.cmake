@@ -5,34 +5,36 @@ file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 set(failures 0)
 
-# expect(<name> <exit code> <regex that stdout+stderr must match> args...)
-function(expect name code regex)
+# check(<name> <exit code> <MATCH|NO_MATCH> <regex> args...): runs the CLI in SOURCE_DIR and checks
+# its exit code and whether stdout+stderr match the regex.
+function(check name code mode regex)
   execute_process(COMMAND "${SELECTIVBENCH}" ${ARGN}
                   WORKING_DIRECTORY "${SOURCE_DIR}"
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
   set(all "${out}${err}")
+  set(matches FALSE)
+  if(all MATCHES "${regex}")
+    set(matches TRUE)
+  endif()
   if(NOT rc STREQUAL "${code}")
     message(SEND_ERROR "[${name}] exit code ${rc}, expected ${code}\n${all}")
-  elseif(NOT all MATCHES "${regex}")
+  elseif(mode STREQUAL "MATCH" AND NOT matches)
     message(SEND_ERROR "[${name}] output does not match '${regex}':\n${all}")
+  elseif(mode STREQUAL "NO_MATCH" AND matches)
+    message(SEND_ERROR "[${name}] output matches '${regex}' (it must not):\n${all}")
   else()
     message(STATUS "[${name}] ok")
   endif()
 endfunction()
 
+# expect(<name> <exit code> <regex that stdout+stderr must match> args...)
+function(expect name code regex)
+  check(${name} ${code} MATCH "${regex}" ${ARGN})
+endfunction()
+
 # expect_no(<name> <exit code> <regex that stdout+stderr must NOT match> args...)
 function(expect_no name code regex)
-  execute_process(COMMAND "${SELECTIVBENCH}" ${ARGN}
-                  WORKING_DIRECTORY "${SOURCE_DIR}"
-                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
-  set(all "${out}${err}")
-  if(NOT rc STREQUAL "${code}")
-    message(SEND_ERROR "[${name}] exit code ${rc}, expected ${code}\n${all}")
-  elseif(all MATCHES "${regex}")
-    message(SEND_ERROR "[${name}] output matches '${regex}' (it must not):\n${all}")
-  else()
-    message(STATUS "[${name}] ok")
-  endif()
+  check(${name} ${code} NO_MATCH "${regex}" ${ARGN})
 endfunction()
 
 set(Q tasks/quickstart.toml)
