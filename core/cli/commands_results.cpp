@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/cli/commands.hpp"
-#include "core/plugins/registry.hpp"
+#include "core/plugins/manifest.hpp"
 #include "core/results/collect.hpp"
 #include "core/results/report.hpp"
 #include "core/util/atomic_file.hpp"
@@ -15,21 +15,23 @@ namespace sb::cli {
 
 namespace {
 
-// Taxonomy of plugins for run folders whose summaries predate it being recorded: from the plugins
-// on the search path (none found: unknown).
+// Taxonomy of plugins for run folders whose summaries predate it being recorded: from the
+// manifests of the plugins on the search path, nothing loaded (none found: unknown).
 TaxonomyLookup plugin_taxonomy(const std::vector<std::string>& plugin_paths) {
-  auto folders = std::make_shared<std::vector<SearchFolder>>(plugin_search_path(plugin_paths, {}));
-  auto cache = std::make_shared<std::map<std::string, std::optional<nlohmann::json>>>();
-  return [folders, cache](const std::string& name) -> std::optional<nlohmann::json> {
-    if (auto it = cache->find(name); it != cache->end()) return it->second;
-    std::optional<nlohmann::json> t;
-    try {
-      t = taxonomy_json(PluginRegistry::instance().find(name, *folders)->descriptor.taxonomy);
-    } catch (const std::exception&) {
-      // Not installed here: the report groups the model as "taxonomy unknown".
+  const auto folders = plugin_search_path(plugin_paths, {});
+  // Listed once, when the first summary without a taxonomy asks.
+  auto taxonomies = std::make_shared<std::optional<std::map<std::string, nlohmann::json>>>();
+  return [folders, taxonomies](const std::string& name) -> std::optional<nlohmann::json> {
+    if (!*taxonomies) {
+      taxonomies->emplace();
+      for (const auto& p : list_plugins(folders)) {
+        if (p.manifest) (*taxonomies)->emplace(p.name, taxonomy_json(p.manifest->descriptor.taxonomy));
+      }
     }
-    (*cache)[name] = t;
-    return t;
+    // Not on the path here: the report groups the model as "taxonomy unknown".
+    const auto it = (*taxonomies)->find(name);
+    if (it == (*taxonomies)->end()) return std::nullopt;
+    return it->second;
   };
 }
 

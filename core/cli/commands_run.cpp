@@ -17,6 +17,7 @@
 #include "core/cli/commands.hpp"
 #include "core/cli/progress.hpp"
 #include "core/config/benchmark.hpp"
+#include "core/plugins/manifest.hpp"
 #include "core/util/install_dirs.hpp"
 #include "core/util/text.hpp"
 #include "core/util/json_file.hpp"
@@ -540,63 +541,143 @@ void add_evaluate_command(CLI::App& app, std::function<int()>& action) {
   });
 }
 
+namespace {
+
+// `plugins info`: one plugin's descriptor, from its manifest or, without a usable one, its library.
+void print_plugin_info(const PluginDescriptor& d, const std::string& file,
+                       const SbBuildFingerprint& fingerprint, const std::string& described_by) {
+  const std::string no_cuda_here = cuda_unavailable_reason();
+  std::cout << d.name << " " << d.version << ": " << d.summary << "\n"
+            << "source        " << d.source << "\n"
+            << "file          " << file << "\n"
+            << "described by  " << described_by << "\n"
+            << "built with    " << describe_fingerprint(fingerprint) << "\n"
+            << "taxonomy      " << describe_taxonomy(d.taxonomy) << "\n"
+            << "capabilities  step " << (d.capabilities.recurrent_step ? "yes" : "no") << ", cuda "
+            << (!d.capabilities.cuda       ? "no"
+                : no_cuda_here.empty() ? "yes"
+                                       : "yes, but not here (" + no_cuda_here + ")")
+            << ", bf16 " << (d.capabilities.bf16 ? "yes" : "no")
+            << (d.capabilities.reference_only ? ", reference path only (slow)" : "")
+            << "; trains in " << (d.cuda_dtype == torch::kBFloat16 ? "bfloat16" : "float32")
+            << " on CUDA\n"
+            << "options:\n";
+  for (const auto& s : d.options) {
+    std::string range;
+    if (s.type == OptionType::kInt || s.type == OptionType::kFloat) {
+      // Integers print as integers (1048576, not 1.04858e+06); floats with 6 digits.
+      const auto bound = [&](double v) {
+        std::ostringstream b;
+        if (s.type == OptionType::kInt && std::abs(v) < 9e15) {
+          b << static_cast<long long>(v);
+        } else {
+          b << v;
+        }
+        return b.str();
+      };
+      range = " in [" + bound(s.min) + ", " + bound(s.max) + "]";
+    } else if (!s.choices.empty()) {
+      range = " one of";
+      for (const auto& c : s.choices) range += " \"" + c + "\"";
+    }
+    std::cout << "  " << s.name << " = " << option_to_string(s.default_value) << "  ("
+              << option_type_name(s.type) << range << ")  " << s.doc << "\n";
+  }
+}
+
+// One row of the zoo as the paper's taxonomy: one column per axis.
+void print_plugin_row(const char* format, const PluginDescriptor& d, const std::string& caps) {
+  const auto& t = d.taxonomy;
+  const char* gate = t.gate == Gate::kNone              ? "none"
+                     : t.gate == Gate::kFixedDecay      ? "fixed decay"
+                     : t.gate == Gate::kScalarPerHead   ? "scalar/head"
+                                                        : "vector/channel";
+  const char* transition = t.transition == Transition::kDiagonal             ? "diagonal"
+                           : t.transition == Transition::kDiagonalPlusLowRank ? "diag + low rank"
+                           : t.transition == Transition::kDense               ? "dense"
+                                                                              : "n/a";
+  const char* state = t.state_expansion == StateExpansion::kMatrixPerHead      ? "matrix/head"
+                      : t.state_expansion == StateExpansion::kVectorPerChannel ? "vector/channel"
+                                                                               : "n/a";
+  std::printf(format, d.name.c_str(), d.version.c_str(),
+              t.recurrence == Recurrence::kNone     ? "attention"
+              : t.recurrence == Recurrence::kLinear ? "linear"
+                                                    : "nonlinear",
+              gate, transition, state, t.memory == Memory::kConstant ? "constant" : "grows",
+              t.short_conv ? "yes" : "no", caps.c_str());
+}
+
+// The library `plugins info NAME|PATH` means: a path as given, a name as the search finds it.
+std::string plugin_file_for(const std::string& name_or_path,
+                            const std::vector<SearchFolder>& folders) {
+  const bool is_path = name_or_path.find('/') != std::string::npos ||
+                       (name_or_path.size() > 3 &&
+                        name_or_path.compare(name_or_path.size() - 3, 3, ".so") == 0);
+  if (is_path) return name_or_path;
+  for (const auto& f : folders) {
+    const auto file = std::filesystem::path(f.path) / ("libsb_" + name_or_path + ".so");
+    std::error_code ec;
+    if (std::filesystem::exists(file, ec)) return file.string();
+  }
+  return "";
+}
+
+}  // namespace
+
 void add_plugins_command(CLI::App& app, std::function<int()>& action) {
-  auto* cmd = app.add_subcommand("plugins", "List the plugins found, or describe one");
+  auto* cmd = app.add_subcommand(
+      "plugins", "List the plugins found (from their manifests: nothing is loaded), or describe one");
   struct Opts {
     bool verbose = false;
     std::vector<std::string> plugin_paths;
     std::string info_name;
+    std::string manifest_library;
+    std::string manifest_out;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_flag("--verbose,-v", o->verbose, "Show the search path and files that failed to load");
+  cmd->add_flag("--verbose,-v", o->verbose, "Show the search path and files that cannot be used");
   add_plugin_path_option(*cmd, o->plugin_paths);
   auto* info = cmd->add_subcommand("info", "Options (schema, defaults, docs) of one plugin");
   info->add_option("name", o->info_name, "Plugin name or path")->required();
-  cmd->callback([o, &action, info] {
-    action = [o, info] {
+  add_plugin_path_option(*info, o->plugin_paths);  // after the name reads as naturally
+  auto* manifest = cmd->add_subcommand(
+      "manifest", "Write the manifest of a plugin library (loads it; selectivbench_add_plugin "
+                  "does this at build time)");
+  manifest->add_option("library", o->manifest_library, "Path to libsb_<name>.so")->required();
+  manifest->add_option("--out", o->manifest_out, "Where to write it (default: libsb_<name>.json "
+                                                 "beside the library)");
+  cmd->callback([o, &action, info, manifest] {
+    action = [o, info, manifest] {
       const auto folders = plugin_search_path(o->plugin_paths, {});
       auto& registry = PluginRegistry::instance();
-      // A plugin's `cuda` capability is only worth listing where CUDA can be used.
-      const std::string no_cuda_here = cuda_unavailable_reason();
+      if (manifest->parsed()) {
+        const auto plugin = registry.load_file(o->manifest_library);
+        const std::string out =
+            o->manifest_out.empty() ? manifest_path_of(plugin->path) : o->manifest_out;
+        write_file_atomically(out, [&](std::ostream& os) {
+          os << manifest_json(*plugin).dump(2) << "\n";
+        });
+        std::cout << out << "\n";
+        return kExitOk;
+      }
       if (info->parsed()) {
-        const auto plugin = registry.resolve(o->info_name, folders);
-        const auto& d = plugin->descriptor;
-        std::cout << d.name << " " << d.version << ": " << d.summary << "\n"
-                  << "source        " << d.source << "\n"
-                  << "file          " << plugin->path << "\n"
-                  << "built with    " << describe_fingerprint(plugin->fingerprint) << "\n"
-                  << "taxonomy      " << describe_taxonomy(d.taxonomy) << "\n"
-                  << "capabilities  step " << (d.capabilities.recurrent_step ? "yes" : "no")
-                  << ", cuda "
-                  << (!d.capabilities.cuda ? "no"
-                      : no_cuda_here.empty() ? "yes"
-                                             : "yes, but not here (" + no_cuda_here + ")")
-                  << ", bf16 "
-                  << (d.capabilities.bf16 ? "yes" : "no")
-                  << (d.capabilities.reference_only ? ", reference path only (slow)" : "")
-                  << "; trains in "
-                  << (d.cuda_dtype == torch::kBFloat16 ? "bfloat16" : "float32") << " on CUDA\n"
-                  << "options:\n";
-        for (const auto& s : d.options) {
-          std::string range;
-          if (s.type == OptionType::kInt || s.type == OptionType::kFloat) {
-            // Integers print as integers (1048576, not 1.04858e+06); floats with 6 digits.
-            const auto bound = [&](double v) {
-              std::ostringstream b;
-              if (s.type == OptionType::kInt && std::abs(v) < 9e15) {
-                b << static_cast<long long>(v);
-              } else {
-                b << v;
-              }
-              return b.str();
-            };
-            range = " in [" + bound(s.min) + ", " + bound(s.max) + "]";
-          } else if (!s.choices.empty()) {
-            range = " one of";
-            for (const auto& c : s.choices) range += " \"" + c + "\"";
+        // From the manifest when it is current; otherwise loading the library is the only way.
+        const std::string file = plugin_file_for(o->info_name, folders);
+        std::optional<PluginManifest> m;
+        if (!file.empty()) {
+          try {
+            m = read_manifest(file);
+          } catch (const PluginError& e) {
+            std::cerr << "warning: " << e.what() << "\n";
           }
-          std::cout << "  " << s.name << " = " << option_to_string(s.default_value) << "  ("
-                    << option_type_name(s.type) << range << ")  " << s.doc << "\n";
+        }
+        if (m) {
+          if (const std::string why = manifest_refusal(*m); !why.empty()) throw PluginError(why);
+          print_plugin_info(m->descriptor, file, m->fingerprint, m->path);
+        } else {
+          const auto plugin = registry.resolve(o->info_name, folders);
+          print_plugin_info(plugin->descriptor, plugin->path, plugin->fingerprint,
+                            "the library (loaded: it has no usable manifest)");
         }
         return kExitOk;
       }
@@ -609,58 +690,39 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
         }
         std::cout << "\n";
       }
-      const auto entries = registry.scan(folders);
-      // The zoo as the paper's taxonomy: one row per plugin, one column per axis.
+      // A plugin's `cuda` capability is only worth listing where CUDA can be used.
+      const std::string no_cuda_here = cuda_unavailable_reason();
       const char* format = "%-20s %-7s %-10s %-15s %-16s %-15s %-9s %-5s %s\n";
       std::printf(format, "name", "version", "recurrence", "gate", "transition", "state",
                   "memory", "conv", "capabilities");
       int problems = 0;
       int cuda_not_shown = 0;
-      for (const auto& e : entries) {
-        if (!e.plugin) {
+      for (const auto& e : list_plugins(folders)) {
+        if (!e.manifest) {
           if (!e.shadowed_by.empty()) {
             if (o->verbose) std::cout << "  (shadowed) " << e.path << " by " << e.shadowed_by << "\n";
           } else {
             ++problems;
-            if (o->verbose) std::cout << "  (error) " << e.error << "\n";
+            if (o->verbose) std::cout << "  (cannot be used) " << e.error << "\n";
           }
           continue;
         }
-        const auto& d = e.plugin->descriptor;
+        const auto& d = e.manifest->descriptor;
         std::string caps;
         if (d.capabilities.recurrent_step) caps += "step ";
         if (d.capabilities.cuda && no_cuda_here.empty()) caps += "cuda ";
         if (d.capabilities.cuda && !no_cuda_here.empty()) ++cuda_not_shown;
         if (d.capabilities.bf16) caps += "bf16 ";
         if (d.capabilities.reference_only) caps += "reference-only ";
-        const auto& t = d.taxonomy;
-        const char* gate = t.gate == Gate::kNone              ? "none"
-                           : t.gate == Gate::kFixedDecay      ? "fixed decay"
-                           : t.gate == Gate::kScalarPerHead   ? "scalar/head"
-                                                              : "vector/channel";
-        const char* transition = t.transition == Transition::kDiagonal ? "diagonal"
-                                 : t.transition == Transition::kDiagonalPlusLowRank
-                                     ? "diag + low rank"
-                                 : t.transition == Transition::kDense ? "dense"
-                                                                      : "n/a";
-        const char* state = t.state_expansion == StateExpansion::kMatrixPerHead ? "matrix/head"
-                            : t.state_expansion == StateExpansion::kVectorPerChannel
-                                ? "vector/channel"
-                                : "n/a";
-        std::printf(format, d.name.c_str(), d.version.c_str(),
-                    t.recurrence == Recurrence::kNone     ? "attention"
-                    : t.recurrence == Recurrence::kLinear ? "linear"
-                                                          : "nonlinear",
-                    gate, transition, state, t.memory == Memory::kConstant ? "constant" : "grows",
-                    t.short_conv ? "yes" : "no", caps.c_str());
-        if (o->verbose) std::cout << "    " << e.plugin->path << "  (" << e.folder_origin << ")\n";
+        print_plugin_row(format, d, caps);
+        if (o->verbose) std::cout << "    " << e.path << "  (" << e.folder_origin << ")\n";
       }
       if (cuda_not_shown > 0) {
         std::cout << "cuda is not listed: " << no_cuda_here << " (" << cuda_not_shown
                   << " plugin(s) support it elsewhere)\n";
       }
       if (problems && !o->verbose) {
-        std::cout << problems << " file(s) could not be loaded; see --verbose\n";
+        std::cout << problems << " file(s) cannot be used; see --verbose\n";
       }
       return kExitOk;
     };

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <boost/dll/shared_library.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <sstream>
 
 #include "core/config/strict_toml.hpp"
+#include "core/plugins/manifest.hpp"
 #include "core/util/install_dirs.hpp"
 
 #ifndef SELECTIVBENCH_BUILD_PLUGIN_DIR
@@ -32,6 +34,8 @@ std::mutex& registry_mutex() {
   static std::mutex m;
   return m;
 }
+
+}  // namespace
 
 // A folder every user may write to (without the sticky bit) lets anyone place a library there that
 // a later command loads and runs: said once per folder, on stderr.
@@ -74,12 +78,34 @@ std::string fingerprint_mismatch(const SbBuildFingerprint& plugin, const SbBuild
   return out;
 }
 
-std::string file_stem_name(const std::string& path) {
+std::string plugin_name_of_file(const std::string& path) {
   std::string stem = fs::path(path).filename().string();
   if (stem.rfind("libsb_", 0) == 0) stem = stem.substr(6);
   const auto dot = stem.find(".so");
   if (dot != std::string::npos) stem = stem.substr(0, dot);
   return stem;
+}
+
+namespace {
+
+// A plugin found before one of the same name in a later folder replaces it for this process: a
+// benchmark file's [plugins] paths can put its own `transformer` before the built-in one. Said
+// once per name, naming both files.
+void warn_if_shadowing(const std::string& name, const std::string& file, const SearchFolder& folder,
+                       const std::vector<SearchFolder>& later) {
+  static std::mutex mutex;
+  static std::set<std::string> warned;
+  for (const auto& other : later) {
+    const fs::path hidden = fs::path(other.path) / ("libsb_" + name + ".so");
+    std::error_code ec;
+    if (other.path == folder.path || !fs::exists(hidden, ec)) continue;
+    if (fs::equivalent(hidden, file, ec)) continue;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!warned.insert(name).second) return;
+    std::cerr << "warning: plugin " << name << " is " << file << " (" << folder.origin
+              << "), which hides " << hidden.string() << " (" << other.origin << ")\n";
+    return;
+  }
 }
 
 // Keeps the library alive as long as the mixer: the aliasing shared_ptr owns both.
@@ -153,6 +179,16 @@ std::shared_ptr<const LoadedPlugin> PluginRegistry::load_file(const std::string&
   if (!fs::is_regular_file(status)) {
     throw PluginError(path + ": not a regular file (a plugin is a shared library)");
   }
+  // What the manifest knows is checked before the library is opened: opening runs its code. A
+  // damaged or out-of-date manifest proves nothing; the checks below read the library itself.
+  std::optional<PluginManifest> manifest;
+  try {
+    manifest = read_manifest(path);
+  } catch (const PluginError&) {
+  }
+  if (manifest) {
+    if (const std::string why = manifest_refusal(*manifest); !why.empty()) throw PluginError(why);
+  }
 
   auto library = std::make_shared<boost::dll::shared_library>();
   try {
@@ -204,7 +240,7 @@ std::shared_ptr<const LoadedPlugin> PluginRegistry::load_file(const std::string&
     throw PluginError(path + ": descriptor name '" + d.name + "' differs from the entry's '" +
                       e.name + "'");
   }
-  if (const std::string stem = file_stem_name(path); stem != d.name) {
+  if (const std::string stem = plugin_name_of_file(path); stem != d.name) {
     throw PluginError(path + ": plugin '" + d.name + "' must be in a file named libsb_" + d.name +
                       ".so");
   }
@@ -219,61 +255,36 @@ std::shared_ptr<const LoadedPlugin> PluginRegistry::load_file(const std::string&
   return plugin;
 }
 
-std::vector<ScanEntry> PluginRegistry::scan(const std::vector<SearchFolder>& folders) {
-  std::vector<ScanEntry> out;
-  std::vector<std::pair<std::string, std::string>> seen;  // name, path
-  for (const auto& folder : folders) {
-    std::error_code ec;
-    if (!fs::is_directory(folder.path, ec)) continue;
-    warn_if_world_writable(folder.path);
-    std::vector<std::string> files;
-    for (const auto& e : fs::directory_iterator(folder.path, ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind("libsb_", 0) == 0 && name.size() > 9 &&
-          name.compare(name.size() - 3, 3, ".so") == 0) {
-        files.push_back(e.path().string());
-      }
-    }
-    std::sort(files.begin(), files.end());
-    for (const auto& file : files) {
-      ScanEntry entry{file, folder.origin, nullptr, "", ""};
-      const std::string name = file_stem_name(file);
-      for (const auto& [n, p] : seen) {
-        if (n == name) entry.shadowed_by = p;
-      }
-      if (entry.shadowed_by.empty()) {
-        try {
-          entry.plugin = load_file(file);
-          seen.emplace_back(name, entry.plugin->path);
-        } catch (const PluginError& e) {
-          entry.error = e.what();
-        }
-      }
-      out.push_back(std::move(entry));
-    }
-  }
-  return out;
-}
-
 std::shared_ptr<const LoadedPlugin> PluginRegistry::find(const std::string& name,
                                                          const std::vector<SearchFolder>& folders) {
   std::string searched;
-  for (const auto& folder : folders) {
-    const fs::path file = fs::path(folder.path) / ("libsb_" + name + ".so");
-    searched += "\n  " + folder.path + " (" + folder.origin + ")";
+  for (std::size_t i = 0; i < folders.size(); ++i) {
+    const fs::path file = fs::path(folders[i].path) / ("libsb_" + name + ".so");
+    searched += "\n  " + folders[i].path + " (" + folders[i].origin + ")";
     std::error_code ec;
-    if (fs::exists(file, ec)) {
-      warn_if_world_writable(folder.path);
-      return load_file(file.string());
+    if (!fs::exists(fs::symlink_status(file, ec))) continue;
+    warn_if_world_writable(folders[i].path);
+    warn_if_shadowing(name, file.string(), folders[i], {folders.begin() + i + 1, folders.end()});
+    return load_file(file.string());
+  }
+  // The names on the path come from the file names: nothing is loaded to suggest one.
+  std::vector<std::string> names;
+  std::string known;
+  for (const auto& folder : folders) {
+    std::error_code ec;
+    if (!fs::is_directory(folder.path, ec)) continue;
+    for (const auto& e : fs::directory_iterator(folder.path, ec)) {
+      const std::string file = e.path().filename().string();
+      if (file.rfind("libsb_", 0) != 0 || file.size() <= 9 ||
+          file.compare(file.size() - 3, 3, ".so") != 0) {
+        continue;
+      }
+      const std::string n = plugin_name_of_file(file);
+      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
     }
   }
-  std::string known;
-  for (const auto& e : scan(folders)) {
-    if (e.plugin) known += (known.empty() ? "" : ", ") + e.plugin->descriptor.name;
-  }
-  std::vector<std::string> names;
-  std::stringstream ss(known);
-  for (std::string n; std::getline(ss, n, ',');) names.push_back(n.substr(n.find_first_not_of(' ')));
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
   const std::string guess = closest_match(name, names);
   throw PluginError("no plugin '" + name + "' (libsb_" + name + ".so)" +
                     (guess.empty() ? "" : "; did you mean '" + guess + "'?") +

@@ -52,14 +52,16 @@ struct SearchFolder {
 std::vector<SearchFolder> plugin_search_path(const std::vector<std::string>& command_line,
                                              const std::vector<std::string>& from_config);
 
-// A plugin file found in the search path, or why it could not be loaded.
-struct ScanEntry {
-  std::string path;
-  std::string folder_origin;
-  std::shared_ptr<const LoadedPlugin> plugin;  // null when loading failed
-  std::string error;                           // why, when it failed
-  std::string shadowed_by;                     // a plugin of the same name found earlier
-};
+// "gla" for .../libsb_gla.so.
+std::string plugin_name_of_file(const std::string& path);
+
+// How a plugin's build differs from this binary's ("LibTorch 2.1.0, this binary uses 1.13.0; ..."),
+// or "" when it does not.
+std::string fingerprint_mismatch(const SbBuildFingerprint& plugin, const SbBuildFingerprint& host);
+
+// Says once per folder, on stderr, when every user may write to a plugin folder: anyone could
+// place a library there that a later command loads and runs.
+void warn_if_world_writable(const std::string& folder);
 
 class PluginRegistry {
  public:
@@ -67,14 +69,14 @@ class PluginRegistry {
   static PluginRegistry& instance();
 
   // Loads and checks one plugin file; loading the same file twice returns the same plugin. A
-  // different file declaring an already loaded name is a PluginError (duplicate name).
+  // different file declaring an already loaded name is a PluginError (duplicate name). When the
+  // file has a current manifest (core/plugins/manifest.hpp), a plugin it shows to be built for
+  // another ABI or LibTorch is refused before the library is opened.
   std::shared_ptr<const LoadedPlugin> load_file(const std::string& path);
 
-  // Every libsb_*.so in the folders, in search order; broken files are reported, not thrown.
-  std::vector<ScanEntry> scan(const std::vector<SearchFolder>& folders);
-
-  // The first plugin called `name` in the folders. PluginError lists the folders searched, or the
-  // reason the file that should have held it failed.
+  // The first plugin called `name` in the folders; no other plugin is loaded. PluginError lists
+  // the folders searched, or the reason the file that should have held it failed. A plugin that
+  // shadows one of the same name in a later folder is said once on stderr.
   std::shared_ptr<const LoadedPlugin> find(const std::string& name,
                                            const std::vector<SearchFolder>& folders);
 

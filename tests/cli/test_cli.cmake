@@ -154,6 +154,60 @@ file(CHMOD "${WORK_DIR}/private_plugins" DIRECTORY_PERMISSIONS OWNER_READ OWNER_
      GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 expect_no(private_plugin_folder 0 "warning: plugin folder" plugins --plugin-path "${WORK_DIR}/private_plugins")
 
+# Listing plugins, describing one and running a benchmark whose [plugins] paths holds other plugins
+# open no library but those the run uses: the misbehaving fixture's static constructor leaves a
+# marker file when it is opened. Writing its manifest opens it (the marker works).
+set(ENV{SB_TEST_LOAD_MARKER} "${WORK_DIR}/opened")
+expect(plugins_lists_from_manifests 0 "misbehaving +0\\.0\\.1" plugins --plugin-path "${FIXTURE_DIR}")
+expect(plugins_names_missing_manifest 0 "libsb_wrong_abi.so: no manifest"
+       plugins --verbose --plugin-path "${FIXTURE_DIR}")
+expect(plugins_info_from_manifest 0 "described by +.*libsb_misbehaving.json"
+       plugins info misbehaving --plugin-path "${FIXTURE_DIR}")
+file(WRITE "${WORK_DIR}/other_plugins.toml" "
+[benchmark]
+name = \"other_plugins\"
+tasks = [\"${SOURCE_DIR}/tasks/quickstart.toml\"]
+models = [\"gla\"]
+widths = [16]
+layers = [1]
+seeds = [1]
+learning_rates = [1e-2]
+warmups = [2]
+[plugins]
+paths = [\"${FIXTURE_DIR}\"]
+")
+expect(run_opens_only_its_plugins 0 "gla" run "${WORK_DIR}/other_plugins.toml" --dry-run
+       --out "${WORK_DIR}/other_out")
+if(EXISTS "${WORK_DIR}/opened")
+  message(SEND_ERROR "[plugins_open_nothing] listing or a run that does not use it opened the fixture")
+endif()
+expect(plugins_manifest_writes 0 "manifest.json" plugins manifest "${FIXTURE_DIR}/libsb_misbehaving.so"
+       --out "${WORK_DIR}/manifest.json")
+if(NOT EXISTS "${WORK_DIR}/opened")
+  message(SEND_ERROR "[plugins_marker] opening the fixture left no marker: the check above proves nothing")
+endif()
+unset(ENV{SB_TEST_LOAD_MARKER})
+
+# A plugin of [plugins] paths that hides a built-in one of the same name is said, naming both.
+file(MAKE_DIRECTORY "${WORK_DIR}/shadow")
+file(COPY "${PLUGIN_DIR}/libsb_gla.so" "${PLUGIN_DIR}/libsb_gla.json" DESTINATION "${WORK_DIR}/shadow")
+file(WRITE "${WORK_DIR}/shadow.toml" "
+[benchmark]
+name = \"shadow\"
+tasks = [\"${SOURCE_DIR}/tasks/quickstart.toml\"]
+models = [\"gla\"]
+widths = [16]
+layers = [1]
+seeds = [1]
+learning_rates = [1e-2]
+warmups = [2]
+[plugins]
+paths = [\"shadow\"]
+")
+expect(shadowing_plugin_said 0
+       "warning: plugin gla is .*shadow/libsb_gla.so \\(\\[plugins\\] paths\\), which hides .*libsb_gla.so \\(build tree\\)"
+       run "${WORK_DIR}/shadow.toml" --dry-run --out "${WORK_DIR}/shadow_out")
+
 # `slurm --device cuda` is checked for its spelling only: the GPUs are on the compute nodes.
 expect(slurm_device_elsewhere 0 "sbatch script: " slurm configs/quickstart.toml --device cuda --out "${WORK_DIR}/slurm_out")
 expect(slurm_device_misspelt 2 "--device: 'gpu' is not a device" slurm configs/quickstart.toml --device gpu)

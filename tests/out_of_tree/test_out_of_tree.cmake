@@ -58,6 +58,15 @@ expect_contains("${last_out}" "my_gate" "plugins")
 expect_contains("${last_out}" "scalar/head" "plugins (taxonomy column of my_gate)")
 expect_contains("${last_out}" "${prefix}" "plugins (installed folder)")
 expect_contains("${last_out}" "transformer" "plugins (installed built-ins)")
+# Every one of them listed from a current manifest: installing wrote them again for the installed
+# files, and the example's build wrote its own.
+string(FIND "${last_out}" "cannot be used" unusable)
+if(NOT unusable EQUAL -1)
+  message(FATAL_ERROR "plugins lists files it cannot use (manifests missing or out of date):\n${last_out}")
+endif()
+if(NOT EXISTS ${WORK_DIR}/my_gate/libsb_my_gate.json)
+  message(FATAL_ERROR "the example's build wrote no manifest libsb_my_gate.json")
+endif()
 
 # 3b. Conformance, by path and (README step 4) by name through SELECTIVBENCH_PLUGIN_PATH.
 run(${exe} check-plugin ${plugin} --no-throughput --threads 1)

@@ -8,6 +8,7 @@
 
 #include "core/model/network.hpp"
 #include "core/plugins/conformance.hpp"
+#include "core/plugins/manifest.hpp"
 #include "core/plugins/registry.hpp"
 
 namespace fs = std::filesystem;
@@ -103,10 +104,10 @@ TEST(Loader, AFifoOrSymlinkLoopNamedLikeAPluginIsThatFilesError) {
   EXPECT_NE(error_of([&] { registry().load_file((dir / "libsb_fifo.so").string()); })
                 .find("not a regular file"),
             std::string::npos);
-  const auto entries = registry().scan({{dir.string(), "test"}});
+  const auto entries = sb::list_plugins({{dir.string(), "test"}});
   ASSERT_EQ(entries.size(), 2u);
   for (const auto& e : entries) {
-    EXPECT_EQ(e.plugin, nullptr) << e.path;
+    EXPECT_FALSE(e.manifest) << e.path;
     EXPECT_FALSE(e.error.empty()) << e.path;
   }
 }
@@ -145,22 +146,142 @@ TEST(Loader, RefusesADuplicateNameAndAMisnamedFile) {
   EXPECT_NE(misnamed.find("must be in a file named libsb_gla.so"), std::string::npos) << misnamed;
 }
 
-TEST(Loader, ScanReportsBrokenFilesAndShadowing) {
+TEST(Loader, ListingReportsBrokenFilesAndShadowing) {
   const fs::path dir = temp_folder("scan");
   std::ofstream(dir / "libsb_junk.so") << "junk";
   fs::copy_file(kPlugins + "/libsb_gla.so", dir / "libsb_gla.so");
-  const auto entries = registry().scan({{kPlugins, "build tree"}, {dir.string(), "second"}});
-  bool junk = false, shadowed = false, wrong_abi_seen = false;
+  const auto entries = sb::list_plugins({{kPlugins, "build tree"}, {dir.string(), "second"}});
+  bool junk = false, shadowed = false, wrong_abi_seen = false, gla_listed = false;
   for (const auto& e : entries) {
     if (e.path == (dir / "libsb_junk.so").string()) {
-      junk = !e.plugin && !e.error.empty();
+      junk = !e.manifest && e.error.find("no manifest") != std::string::npos;
     }
     if (e.path == (dir / "libsb_gla.so").string()) shadowed = !e.shadowed_by.empty();
+    if (e.path == kPlugins + "/libsb_gla.so") {
+      gla_listed = e.manifest && e.manifest->descriptor.name == "gla";
+    }
     wrong_abi_seen |= e.path.find("wrong_abi") != std::string::npos;
   }
   EXPECT_TRUE(junk);
   EXPECT_TRUE(shadowed);
+  EXPECT_TRUE(gla_listed);
   EXPECT_FALSE(wrong_abi_seen);  // only the folders given are searched
+}
+
+// --- manifests (core/plugins/manifest.hpp): listing and refusing without opening a library
+
+// A copy of the misbehaving fixture, with or without its manifest, in a folder of its own: a new
+// path, so opening it would run its static constructor again (it writes SB_TEST_LOAD_MARKER).
+struct FixtureCopy {
+  fs::path dir, library, manifest, marker;
+};
+FixtureCopy copy_of_misbehaving(const std::string& name, bool with_manifest) {
+  FixtureCopy c;
+  c.dir = temp_folder(name);
+  c.library = c.dir / "libsb_misbehaving.so";
+  c.manifest = c.dir / "libsb_misbehaving.json";
+  c.marker = c.dir / "opened";
+  fs::copy_file(kBroken + "/libsb_misbehaving.so", c.library);
+  if (with_manifest) fs::copy_file(kBroken + "/libsb_misbehaving.json", c.manifest);
+  ::setenv("SB_TEST_LOAD_MARKER", c.marker.c_str(), 1);
+  return c;
+}
+
+nlohmann::json read_json(const fs::path& file) { return nlohmann::json::parse(std::ifstream(file)); }
+void write_json(const fs::path& file, const nlohmann::json& j) { std::ofstream(file) << j.dump(2); }
+
+TEST(Manifest, RoundTripsTheDescriptor) {
+  const auto gla = registry().find("gla", {{kPlugins, "build tree"}});
+  const auto m = sb::read_manifest(gla->path);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->path, kPlugins + "/libsb_gla.json");
+  EXPECT_EQ(sb::manifest_refusal(*m), "");
+  const auto& a = gla->descriptor;
+  const auto& b = m->descriptor;
+  EXPECT_EQ(b.name, a.name);
+  EXPECT_EQ(b.version, a.version);
+  EXPECT_EQ(b.summary, a.summary);
+  EXPECT_EQ(sb::describe_taxonomy(b.taxonomy), sb::describe_taxonomy(a.taxonomy));
+  EXPECT_EQ(b.capabilities.cuda, a.capabilities.cuda);
+  EXPECT_EQ(b.capabilities.recurrent_step, a.capabilities.recurrent_step);
+  EXPECT_EQ(b.cuda_dtype, a.cuda_dtype);
+  EXPECT_FALSE(b.factory);
+  ASSERT_EQ(b.options.size(), a.options.size());
+  for (std::size_t i = 0; i < a.options.size(); ++i) {
+    EXPECT_EQ(b.options[i].name, a.options[i].name);
+    EXPECT_EQ(b.options[i].type, a.options[i].type);
+    EXPECT_EQ(b.options[i].default_value, a.options[i].default_value) << a.options[i].name;
+    EXPECT_EQ(b.options[i].min, a.options[i].min) << a.options[i].name;  // incl. -inf
+    EXPECT_EQ(b.options[i].max, a.options[i].max) << a.options[i].name;
+    EXPECT_EQ(b.options[i].choices, a.options[i].choices);
+  }
+  EXPECT_EQ(sb::describe_fingerprint(m->fingerprint), sb::describe_fingerprint(gla->fingerprint));
+}
+
+TEST(Manifest, ListingOpensNoLibrary) {
+  const auto c = copy_of_misbehaving("list", true);
+  const auto entries = sb::list_plugins({{c.dir.string(), "test"}});
+  ASSERT_EQ(entries.size(), 1u);
+  ASSERT_TRUE(entries[0].manifest) << entries[0].error;
+  EXPECT_EQ(entries[0].manifest->descriptor.name, "misbehaving");
+  EXPECT_FALSE(fs::exists(c.marker));
+}
+
+TEST(Manifest, ALibraryForAnotherLibTorchIsRefusedBeforeItIsOpened) {
+  const auto c = copy_of_misbehaving("refuse", true);
+  auto j = read_json(c.manifest);
+  j["fingerprint"]["torch_version"] = "0.0.1";
+  write_json(c.manifest, j);
+  const std::string msg = error_of([&] { registry().load_file(c.library.string()); });
+  EXPECT_NE(msg.find("LibTorch 0.0.1, this binary uses"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("nothing was loaded"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(c.marker));
+  const auto entries = sb::list_plugins({{c.dir.string(), "test"}});
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_NE(entries[0].error.find("LibTorch 0.0.1"), std::string::npos) << entries[0].error;
+
+  j["fingerprint"]["torch_version"] = sb::this_build_fingerprint().torch_version;
+  j["abi_version"] = SELECTIVBENCH_SDK_ABI_VERSION + 7;
+  write_json(c.manifest, j);
+  EXPECT_NE(error_of([&] { registry().load_file(c.library.string()); })
+                .find("SDK ABI version " + std::to_string(SELECTIVBENCH_SDK_ABI_VERSION + 7)),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(c.marker));
+}
+
+TEST(Manifest, OutOfDateDamagedOrMissingIsSaidByName) {
+  const auto c = copy_of_misbehaving("stale", true);
+  const auto listed = [&] {
+    const auto entries = sb::list_plugins({{c.dir.string(), "test"}});
+    EXPECT_EQ(entries.size(), 1u);
+    // "" when it lists: then the manifest was read.
+    return entries.empty() ? std::string("nothing listed") : entries[0].error;
+  };
+  // The library changed after its manifest was written.
+  std::ofstream(c.library, std::ios::app) << '\0';
+  EXPECT_NE(listed().find(c.manifest.string() + ": out of date"), std::string::npos) << listed();
+  fs::copy_file(kBroken + "/libsb_misbehaving.so", c.library, fs::copy_options::overwrite_existing);
+  EXPECT_EQ(listed(), "");  // restored, it lists again
+
+  auto j = read_json(c.manifest);
+  j["taxonomy"]["gate"] = "sometimes";
+  write_json(c.manifest, j);
+  EXPECT_NE(listed().find("key 'taxonomy.gate': 'sometimes' is not one of none, fixed_decay"),
+            std::string::npos)
+      << listed();
+  j = read_json(kBroken + "/libsb_misbehaving.json");
+  j["colour"] = "blue";
+  write_json(c.manifest, j);
+  EXPECT_NE(listed().find("key 'colour': unknown key"), std::string::npos) << listed();
+  j.erase("colour");
+  j["options"][0].erase("type");
+  write_json(c.manifest, j);
+  EXPECT_NE(listed().find("key 'options[0].type': missing"), std::string::npos) << listed();
+  std::ofstream(c.manifest) << "{ not json";
+  EXPECT_NE(listed().find(c.manifest.string() + ": damaged JSON"), std::string::npos) << listed();
+  fs::remove(c.manifest);
+  EXPECT_NE(listed().find("no manifest"), std::string::npos) << listed();
+  EXPECT_FALSE(fs::exists(c.marker));
 }
 
 TEST(Loader, SearchPathOrder) {
