@@ -19,6 +19,7 @@ packages=(
   python3                                   # the results test parses CSV, JSONL and HTML
   git                                       # the commit recorded in --version and run summaries
   bsdutils                                  # script(1): the NO_COLOR test gives the CLI a terminal
+  clang libfuzzer-14-dev                    # the fuzz test: libFuzzer targets of the file readers
 )
 
 missing=()

@@ -1,6 +1,6 @@
 #include "core/config/benchmark.hpp"
 
-#include "core/train/precision.hpp"
+#include "core/train/settings.hpp"
 
 #include <toml++/toml.h>
 

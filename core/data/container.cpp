@@ -1,10 +1,12 @@
 #include "core/data/container.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <boost/crc.hpp>
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <string_view>
 
 #include "core/util/atomic_file.hpp"
 
@@ -97,7 +99,13 @@ void write_container(const std::string& path, const std::vector<Section>& sectio
 std::vector<Section> read_container(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw FormatError(path + ": cannot open");
-  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<char> data((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+  return parse_container(data.data(), data.size(), path);
+}
+
+std::vector<Section> parse_container(const char* bytes, std::size_t size, const std::string& path) {
+  const std::string_view data(bytes, size);
   auto fail = [&](const std::string& why) { throw FormatError(path + ": " + why); };
   if (data.size() < sizeof(kContainerMagic) + 12 ||
       !std::equal(kContainerMagic, kContainerMagic + 8, data.begin())) {
@@ -138,15 +146,27 @@ std::vector<Section> read_container(const std::string& path) {
     if (dtype < 1 || dtype > 11) fail("section " + s.name + ": unknown element type");
     if (rank > kMaxRank) fail("section " + s.name + ": rank too high");
     s.dtype = static_cast<DType>(dtype);
-    for (std::uint8_t r = 0; r < rank; ++r) {
-      std::uint64_t d = 0;
-      get(d);
-      s.shape.push_back(static_cast<std::int64_t>(d));
-    }
+    std::vector<std::uint64_t> dims(rank);
+    for (auto& d : dims) get(d);
     std::uint64_t n = 0;
     get(n);
     if (n > data.size() - 4 - pos) fail("section " + s.name + ": truncated data");
-    if (static_cast<std::uint64_t>(s.elements()) * dtype_size(s.dtype) != n) {
+    // The element count, computed without overflow: no product of the dimensions may exceed the
+    // section's bytes (a zero dimension makes the count zero whatever the others are).
+    const bool empty = std::find(dims.begin(), dims.end(), 0) != dims.end();
+    std::uint64_t elements = empty ? 0 : 1;
+    for (const std::uint64_t d : dims) {
+      if (empty) break;
+      if (d > n || elements > n / d) fail("section " + s.name + ": shape does not match its byte count");
+      elements *= d;
+    }
+    for (const std::uint64_t d : dims) {
+      if (d > static_cast<std::uint64_t>(INT64_MAX)) {
+        fail("section " + s.name + ": shape does not match its byte count");
+      }
+      s.shape.push_back(static_cast<std::int64_t>(d));
+    }
+    if (elements * dtype_size(s.dtype) != n) {
       fail("section " + s.name + ": shape does not match its byte count");
     }
     s.bytes.assign(data.begin() + static_cast<std::ptrdiff_t>(pos),

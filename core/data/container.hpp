@@ -54,6 +54,8 @@ struct FormatError : std::runtime_error {
 void write_container(const std::string& path, const std::vector<Section>& sections);
 // Reads and verifies a container; FormatError names the file and what is wrong.
 std::vector<Section> read_container(const std::string& path);
+// The same from bytes in memory; `path` names them in messages.
+std::vector<Section> parse_container(const char* bytes, std::size_t size, const std::string& path);
 // The section called `name`; FormatError if absent.
 const Section& find_section(const std::vector<Section>& sections, const std::string& name,
                             const std::string& path);

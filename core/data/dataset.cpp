@@ -141,6 +141,29 @@ std::string first_foreign_state(const SymbolSet& set, const Grammar& grammar, co
 
 }  // namespace
 
+std::optional<SymbolSet> symbols_from_cache(const std::vector<Section>& sections,
+                                            const std::string& key, const Grammar& grammar,
+                                            std::int64_t count, std::int64_t length,
+                                            const std::string& path, std::string& why_not) {
+  if (find_section(sections, "key", path).as_text() != key) {
+    why_not = path + ": key differs (hash collision)";
+    return std::nullopt;
+  }
+  const Section& st = find_section(sections, "states", path);
+  if (st.dtype != DType::kU16 || st.shape.size() != 2 || st.shape[0] != count ||
+      st.shape[1] != length) {
+    why_not = path + ": states section has the wrong type or shape";
+    return std::nullopt;
+  }
+  SymbolSet set(count, length);
+  std::memcpy(set.data().data(), st.bytes.data(), st.bytes.size());
+  // A valid CRC says the file is what was written, not that it was written by us for this
+  // grammar: every id indexes the grammar's tables, so each is checked before use.
+  why_not = first_foreign_state(set, grammar, path);
+  if (!why_not.empty()) return std::nullopt;
+  return set;
+}
+
 Dataset Dataset::create(std::shared_ptr<const Grammar> grammar, const DataSpec& spec, Split split,
                         const DatasetOptions& options) {
   const std::int64_t count = spec.split(split).size;
@@ -154,26 +177,11 @@ Dataset Dataset::create(std::shared_ptr<const Grammar> grammar, const DataSpec& 
   std::string why_not;
   if (std::filesystem::exists(path)) {
     try {
-      auto sections = read_container(path);
-      if (find_section(sections, "key", path).as_text() != key) {
-        why_not = path + ": key differs (hash collision)";
-      } else {
-        const Section& st = find_section(sections, "states", path);
-        if (st.dtype != DType::kU16 || st.shape.size() != 2 || st.shape[0] != count ||
-            st.shape[1] != spec.sequence.length) {
-          why_not = path + ": states section has the wrong type or shape";
-        } else {
-          SymbolSet set(count, spec.sequence.length);
-          std::memcpy(set.data().data(), st.bytes.data(), st.bytes.size());
-          // A valid CRC says the file is what was written, not that it was written by us for
-          // this grammar: every id indexes the grammar's tables, so each is checked before use.
-          why_not = first_foreign_state(set, *grammar, path);
-          if (why_not.empty()) {
-            Dataset d(grammar, spec, split, std::move(set));
-            d.origin_ = "cache hit (" + path + ")";
-            return d;
-          }
-        }
+      if (auto cached = symbols_from_cache(read_container(path), key, *grammar, count,
+                                           spec.sequence.length, path, why_not)) {
+        Dataset d(grammar, spec, split, std::move(*cached));
+        d.origin_ = "cache hit (" + path + ")";
+        return d;
       }
     } catch (const FormatError& e) {
       why_not = e.what();

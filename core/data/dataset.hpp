@@ -11,9 +11,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/data/container.hpp"
 #include "core/data/grammar.hpp"
 #include "core/data/realize.hpp"
 #include "core/data/sequence.hpp"
@@ -101,6 +103,15 @@ SymbolSet generate_symbols(const Grammar& grammar, const DataSpec& spec, Split s
 
 // Canonical text of everything that determines a split's symbol set (the cache key).
 std::string symbols_cache_key(const DataSpec& spec, Split split);
+
+// The symbol set a cache file's sections hold, when they are a valid copy for `key` (the split's
+// symbols_cache_key) and `grammar`: the key matches, the states are [count, length] u16, and every
+// id is a state of the grammar. Otherwise nothing, with why in `why_not` (FormatError for a
+// missing section). `path` names the file in messages.
+std::optional<SymbolSet> symbols_from_cache(const std::vector<Section>& sections,
+                                            const std::string& key, const Grammar& grammar,
+                                            std::int64_t count, std::int64_t length,
+                                            const std::string& path, std::string& why_not);
 
 struct DatasetOptions {
   int threads = 0;          // 0 = all cores

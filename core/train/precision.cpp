@@ -18,12 +18,6 @@ std::string Precision::name() const {
   return "float32";
 }
 
-const std::vector<std::string>& precision_choices() {
-  static const std::vector<std::string> choices = {"auto", "float32", "tf32", "bfloat16",
-                                                   "bf16-mixed"};
-  return choices;
-}
-
 Precision resolve_precision(const std::string& dtype, c10::ScalarType plugin_cuda_dtype,
                             const c10::Device& device) {
   if (dtype == "float32") return {PrecisionMode::kFloat32};

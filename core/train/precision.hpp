@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "core/train/settings.hpp"  // precision_choices()
+
 namespace sb {
 
 enum class PrecisionMode { kFloat32, kTF32, kBFloat16, kBF16Mixed };
@@ -36,9 +38,6 @@ struct Precision {
   // "float32" | "tf32" | "bfloat16" | "bf16-mixed": what summaries and tables record.
   std::string name() const;
 };
-
-// Every value [training] dtype accepts, "auto" first.
-const std::vector<std::string>& precision_choices();
 
 // `dtype` is one of precision_choices(); `plugin_cuda_dtype` is what "auto" means on CUDA.
 Precision resolve_precision(const std::string& dtype, c10::ScalarType plugin_cuda_dtype,

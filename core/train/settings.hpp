@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sb {
 
@@ -44,5 +45,13 @@ struct TrainingSpec {
   std::int64_t threads = 0;    // CPU threads; 0: the CPUs this process may use
   std::string cache_dir;       // data cache folder; empty: none
 };
+
+// Every value [training] dtype accepts, "auto" first (core/train/precision.hpp says what each
+// means). Here, without LibTorch, so that the benchmark-file reader needs none.
+inline const std::vector<std::string>& precision_choices() {
+  static const std::vector<std::string> choices = {"auto", "float32", "tf32", "bfloat16",
+                                                   "bf16-mixed"};
+  return choices;
+}
 
 }  // namespace sb

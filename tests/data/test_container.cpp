@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <boost/crc.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -72,6 +74,47 @@ TEST(Container, DetectsCorruptionTruncationAndForeignFiles) {
   expect_error(foreign, "bad magic");
   expect_error({}, "bad magic");
   EXPECT_THROW(read_container(temp_file("missing.sbd")), FormatError);
+}
+
+// The bytes of a container whose checksum matches whatever was changed in them.
+std::vector<char> with_checksum(std::vector<char> bytes) {
+  boost::crc_32_type crc;
+  crc.process_bytes(bytes.data(), bytes.size() - 4);
+  const std::uint32_t sum = crc.checksum();
+  std::memcpy(bytes.data() + bytes.size() - 4, &sum, 4);
+  return bytes;
+}
+
+// Found by fuzz_data_cache: dimensions whose product overflows (6 · 8.7e18) were multiplied as
+// signed integers. Any shape whose element count does not fit the section's bytes is refused.
+TEST(Container, RefusesShapesWhoseProductOverflows) {
+  const std::vector<std::uint16_t> states = {1, 2, 3, 4, 5, 6};
+  const std::string path = temp_file("overflow.sbd");
+  write_container(path, {Section::of("states", DType::kU16, {2, 3}, states.data(), 6)});
+  const std::vector<char> good = read_all(path);
+  // magic 8, version 4, count 4, name 24, dtype 1, rank 1, reserved 2 + 4: the dimensions at 48.
+  const auto with_dims = [&](std::uint64_t d0, std::uint64_t d1) {
+    std::vector<char> bytes = good;
+    std::memcpy(bytes.data() + 48, &d0, 8);
+    std::memcpy(bytes.data() + 56, &d1, 8);
+    return with_checksum(bytes);
+  };
+  const auto parse = [&](const std::vector<char>& bytes) {
+    return parse_container(bytes.data(), bytes.size(), path);
+  };
+  EXPECT_EQ(parse(with_dims(3, 2))[0].shape, (std::vector<std::int64_t>{3, 2}));  // the offsets
+  for (const auto& [d0, d1] : std::vector<std::pair<std::uint64_t, std::uint64_t>>{
+           {6, 8747515498981229056ULL},     // the fuzzer's: 6 · d1 overflows int64
+           {1ULL << 32, 1ULL << 32},        // 2^64 wraps to 0
+           {~0ULL, ~0ULL},                  // -1 · -1 = 1 as signed
+           {(1ULL << 63) + 3, 2}}) {        // negative as int64
+    try {
+      parse(with_dims(d0, d1));
+      ADD_FAILURE() << "accepted shape " << d0 << " x " << d1;
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find("shape"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Container, RefusesInconsistentSections) {
