@@ -709,7 +709,7 @@ class TrainLoop {
     meta_.evaluations += 1;
     meta_.eval_seconds += ev.seconds;
     if (spec_.reference_quirks) {
-      network_->eval();  // quirk: never put back into training mode (models.md §3.3.3)
+      network_->eval();  // quirk: never put back into training mode (models.md §3.3, item 3)
       meta_.eval_mode = true;
     }
     const torch::Tensor window = torch::stack({window_loss_, window_acc_}).cpu();

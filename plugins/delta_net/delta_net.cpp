@@ -187,7 +187,7 @@ sb::PluginDescriptor describe_delta_net() {
           "mode", "chunk", {"chunk", "recurrent"},
           "forward as the chunked form, or as the slow sequential reference loop"),
   };
-  // The reference trains the delta-rule family in pure bf16 (models.md §2.6).
+  // The reference trains the delta-rule family in pure bf16 (models.md §2, item 6).
   d.cuda_dtype = torch::kBFloat16;
   d.factory = [](const sb::MixerContext& ctx) -> std::shared_ptr<sb::Mixer> {
     return std::make_shared<DeltaNetMixer>(ctx);
