@@ -1,4 +1,4 @@
-// Data engine benchmark (issue "Foundation and the SelectivBench data engine"):
+// Data engine benchmark:
 //   1. generation of the task-1 training set: 200 000 samples at amb = 40;
 //   2. realisation of the task-2 test set (1000 samples, 10 blanks after every symbol, noise 0.2)
 //      into padded input tensors, in batches of 50 as the evaluation does.

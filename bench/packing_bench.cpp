@@ -1,4 +1,4 @@
-// Sweep-packing benchmark (issue "Sweeps at scale", item 2): how much sweep throughput K workers
+// Sweep-packing benchmark: how much sweep throughput K workers
 // sharing one GPU give. For each width, dtype and K it writes a benchmark of K task-1 runs (the
 // paper's 8-layer network, batch 64, 200-symbol samples), runs `selectivbench run --gpus G
 // --runs-per-gpu K` on it, and reads the run summaries:

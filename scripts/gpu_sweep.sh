@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a benchmark file on the GPU machine for at most a given time, resuming where an earlier call
+# Runs a benchmark file on a CUDA machine for at most a given time, resuming where an earlier call
 # stopped, and copies the run folders without their checkpoints to $OUT (what a report needs).
 #
 #   scripts/gpu_sweep.sh CONFIG SECONDS [run options...]

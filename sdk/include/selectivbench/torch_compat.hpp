@@ -1,5 +1,5 @@
 // The one place for LibTorch version differences. The project builds against Debian's LibTorch 1.13
-// (CPU, CI) and LibTorch 2.x (CUDA, GPU machine); code elsewhere calls these helpers instead of
+// (CPU, CI) and LibTorch 2.x (CUDA, from a PyTorch install); code elsewhere calls these helpers instead of
 // version-specific APIs.
 #pragma once
 
