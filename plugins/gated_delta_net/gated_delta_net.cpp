@@ -9,17 +9,6 @@
 
 namespace sb::plugins {
 
-namespace {
-
-// float32 for every activation dtype but float64: l2norm, the decays and the recurrence run in it.
-torch::ScalarType compute_dtype(torch::ScalarType dt) {
-  return dt == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
-
-
-
-}  // namespace
-
 GatedDeltaNetMixer::GatedDeltaNetMixer(const sb::MixerContext& ctx)
     : d_model_(ctx.d_model),
       n_heads_(ctx.n_heads),
@@ -56,14 +45,11 @@ GatedDeltaNetMixer::GatedDeltaNetMixer(const sb::MixerContext& ctx)
   head_k_ = key_dim_ / H;
   head_v_ = value_dim_ / H;
 
-  auto no_bias = [](std::int64_t in, std::int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-  };
-  q_proj = register_module("q_proj", no_bias(D, key_dim_));
-  k_proj = register_module("k_proj", no_bias(D, key_dim_));
-  v_proj = register_module("v_proj", no_bias(D, value_dim_));
-  a_proj = register_module("a_proj", no_bias(D, H));
-  b_proj = register_module("b_proj", no_bias(D, H));
+  q_proj = register_module("q_proj", sb::linear_no_bias(D, key_dim_));
+  k_proj = register_module("k_proj", sb::linear_no_bias(D, key_dim_));
+  v_proj = register_module("v_proj", sb::linear_no_bias(D, value_dim_));
+  a_proj = register_module("a_proj", sb::linear_no_bias(D, H));
+  b_proj = register_module("b_proj", sb::linear_no_bias(D, H));
   {
     torch::NoGradGuard no_grad;
     // A ~ U(0, 16) (lower bound 0, unlike Mamba2's 1), stored as its log.
@@ -78,12 +64,12 @@ GatedDeltaNetMixer::GatedDeltaNetMixer(const sb::MixerContext& ctx)
   }
   const auto eps = ctx.options.get_float("norm_eps");
   if (use_gate_) {
-    g_proj = register_module("g_proj", no_bias(D, value_dim_));
+    g_proj = register_module("g_proj", sb::linear_no_bias(D, value_dim_));
     o_norm_gated = register_module("o_norm", sb::GatedRMSNorm(head_v_, eps));
   } else {
     o_norm = register_module("o_norm", sb::RMSNorm(head_v_, eps));
   }
-  o_proj = register_module("o_proj", no_bias(value_dim_, D));
+  o_proj = register_module("o_proj", sb::linear_no_bias(value_dim_, D));
 
   if (recurrent_mode_) {
     ctx.warn(
@@ -117,7 +103,7 @@ torch::Tensor GatedDeltaNetMixer::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == d_model_, "gated_delta_net: expected x [B, T, ",
               d_model_, "], got ", x.sizes());
   const auto B = x.size(0), T = x.size(1), H = n_heads_, K = head_k_, V = head_v_;
-  const auto ct = compute_dtype(x.scalar_type());
+  const auto ct = sb::compute_dtype(x.scalar_type());
   auto [q, k, v] = qkv(x, nullptr);  // [B, T, H·K], [B, T, H·K], [B, T, H·V]
   const auto qh = sb::l2norm(q.view({B, T, H, K}).to(ct)) * (1.0 / std::sqrt(double(K)));  // [B,T,H,K]
   const auto kh = sb::l2norm(k.view({B, T, H, K}).to(ct));                                 // [B,T,H,K]
@@ -135,7 +121,7 @@ sb::MixerState GatedDeltaNetMixer::init_state(std::int64_t batch, const torch::D
   sb::MixerState state;
   state.tensors.push_back(
       torch::zeros({batch, n_heads_, head_k_, head_v_},
-                   torch::TensorOptions().device(device).dtype(compute_dtype(dtype))));
+                   torch::TensorOptions().device(device).dtype(sb::compute_dtype(dtype))));
   if (use_short_conv_) {
     state.tensors.push_back(q_conv1d->init_cache(batch, device, dtype));  // [B, H·K, conv−1]
     state.tensors.push_back(k_conv1d->init_cache(batch, device, dtype));  // [B, H·K, conv−1]

@@ -9,17 +9,6 @@
 
 namespace sb::plugins {
 
-namespace {
-
-// float32 for every activation dtype but float64: l2norm, the decays and the recurrence run in it.
-torch::ScalarType compute_dtype(torch::ScalarType dt) {
-  return dt == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
-
-
-
-}  // namespace
-
 GatedDeltaProductMixer::GatedDeltaProductMixer(const sb::MixerContext& ctx)
     : d_model_(ctx.d_model),
       n_heads_(ctx.n_heads),
@@ -63,15 +52,12 @@ GatedDeltaProductMixer::GatedDeltaProductMixer(const sb::MixerContext& ctx)
   head_k_ = key_dim_ / H;
   head_v_ = value_dim_ / H;
 
-  auto no_bias = [](std::int64_t in, std::int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-  };
-  q_proj = register_module("q_proj", no_bias(D, key_dim_));
-  k_proj = register_module("k_proj", no_bias(D, NH * key_dim_));
-  v_proj = register_module("v_proj", no_bias(D, NH * value_dim_));
-  b_proj = register_module("b_proj", no_bias(D, NH * H));
+  q_proj = register_module("q_proj", sb::linear_no_bias(D, key_dim_));
+  k_proj = register_module("k_proj", sb::linear_no_bias(D, NH * key_dim_));
+  v_proj = register_module("v_proj", sb::linear_no_bias(D, NH * value_dim_));
+  b_proj = register_module("b_proj", sb::linear_no_bias(D, NH * H));
   if (use_forget_gate_) {
-    a_proj = register_module("a_proj", no_bias(D, H));
+    a_proj = register_module("a_proj", sb::linear_no_bias(D, H));
     torch::NoGradGuard no_grad;
     // A ~ U(0, 16) (lower bound 0, as Gated DeltaNet), stored as its log.
     A_log = register_parameter("A_log", torch::log(torch::rand({H}) * 16.0));
@@ -86,12 +72,12 @@ GatedDeltaProductMixer::GatedDeltaProductMixer(const sb::MixerContext& ctx)
   }
   const auto eps = ctx.options.get_float("norm_eps");
   if (use_output_gate_) {
-    g_proj = register_module("g_proj", no_bias(D, value_dim_));
+    g_proj = register_module("g_proj", sb::linear_no_bias(D, value_dim_));
     o_norm_gated = register_module("o_norm", sb::GatedRMSNorm(head_v_, eps));
   } else {
     o_norm = register_module("o_norm", sb::RMSNorm(head_v_, eps));
   }
-  o_proj = register_module("o_proj", no_bias(value_dim_, D));
+  o_proj = register_module("o_proj", sb::linear_no_bias(value_dim_, D));
 
   if (recurrent_mode_) {
     ctx.warn(
@@ -132,7 +118,7 @@ torch::Tensor GatedDeltaProductMixer::forward(const torch::Tensor& x) {
               d_model_, "], got ", x.sizes());
   const auto B = x.size(0), T = x.size(1), H = n_heads_, K = head_k_, V = head_v_;
   const auto NH = num_householder_;
-  const auto ct = compute_dtype(x.scalar_type());
+  const auto ct = sb::compute_dtype(x.scalar_type());
   auto [q, k, v] = qkv(x, nullptr);  // [B, T, H·K], [B, T, n_h·H·K], [B, T, n_h·H·V]
   // The interleaved sequence of length n_h·T: sub-step (t, j) is row t·n_h + j, which is exactly
   // the channel layout [n_h][H][·] of the projections flattened together with time.
@@ -164,7 +150,7 @@ sb::MixerState GatedDeltaProductMixer::init_state(std::int64_t batch, const torc
   sb::MixerState state;
   state.tensors.push_back(
       torch::zeros({batch, n_heads_, head_k_, head_v_},
-                   torch::TensorOptions().device(device).dtype(compute_dtype(dtype))));
+                   torch::TensorOptions().device(device).dtype(sb::compute_dtype(dtype))));
   if (use_short_conv_) {
     state.tensors.push_back(q_conv1d->init_cache(batch, device, dtype));  // [B, H·K, conv−1]
     state.tensors.push_back(k_conv1d->init_cache(batch, device, dtype));  // [B, n_h·H·K, conv−1]

@@ -47,14 +47,11 @@ GlaMixer::GlaMixer(const sb::MixerContext& ctx)
   head_k_ = key_dim_ / H;
   head_v_ = value_dim_ / H;
 
-  auto no_bias = [](std::int64_t in, std::int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-  };
-  q_proj = register_module("q_proj", no_bias(D, key_dim_));
-  k_proj = register_module("k_proj", no_bias(D, key_dim_));
-  v_proj = register_module("v_proj", no_bias(D, value_dim_));
-  g_proj = register_module("g_proj", no_bias(D, value_dim_));
-  gk_proj0 = no_bias(D, r);
+  q_proj = register_module("q_proj", sb::linear_no_bias(D, key_dim_));
+  k_proj = register_module("k_proj", sb::linear_no_bias(D, key_dim_));
+  v_proj = register_module("v_proj", sb::linear_no_bias(D, value_dim_));
+  g_proj = register_module("g_proj", sb::linear_no_bias(D, value_dim_));
+  gk_proj0 = sb::linear_no_bias(D, r);
   gk_proj1 = torch::nn::Linear(torch::nn::LinearOptions(r, key_dim_).bias(true));
   register_module("gk_proj", torch::nn::Sequential(gk_proj0, gk_proj1));  // gk_proj.{0,1}
   if (use_short_conv_) {
@@ -64,7 +61,7 @@ GlaMixer::GlaMixer(const sb::MixerContext& ctx)
   }
   g_norm_swish_gate = register_module("g_norm_swish_gate",
                                       sb::GatedRMSNorm(head_v_, ctx.options.get_float("norm_eps")));
-  o_proj = register_module("o_proj", no_bias(value_dim_, D));
+  o_proj = register_module("o_proj", sb::linear_no_bias(value_dim_, D));
 
   if (recurrent_mode_) {
     ctx.warn("gla: mode = \"recurrent\" runs forward as a sequential loop over time (slow)");
@@ -101,7 +98,7 @@ torch::Tensor GlaMixer::forward(const torch::Tensor& x) {
 
 sb::MixerState GlaMixer::init_state(std::int64_t batch, const torch::Device& device,
                                     torch::ScalarType dtype) {
-  const auto state_dtype = dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  const auto state_dtype = sb::state_dtype(dtype);
   sb::MixerState state;
   state.tensors.push_back(torch::zeros({batch, n_heads_, head_k_, head_v_},
                                        torch::TensorOptions().device(device).dtype(state_dtype)));

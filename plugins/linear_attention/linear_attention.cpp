@@ -44,13 +44,10 @@ LinearAttentionMixer::LinearAttentionMixer(const sb::MixerContext& ctx)
   head_k_ = key_dim_ / H;
   head_v_ = value_dim_ / H;
 
-  auto no_bias = [](std::int64_t in, std::int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-  };
-  q_proj = register_module("q_proj", no_bias(D, key_dim_));
-  k_proj = register_module("k_proj", no_bias(D, key_dim_));
-  v_proj = register_module("v_proj", no_bias(D, value_dim_));
-  g_proj = register_module("g_proj", no_bias(D, value_dim_));
+  q_proj = register_module("q_proj", sb::linear_no_bias(D, key_dim_));
+  k_proj = register_module("k_proj", sb::linear_no_bias(D, key_dim_));
+  v_proj = register_module("v_proj", sb::linear_no_bias(D, value_dim_));
+  g_proj = register_module("g_proj", sb::linear_no_bias(D, value_dim_));
   if (use_short_conv_) {
     q_conv1d = register_module("q_conv1d", sb::ShortConv(key_dim_, conv_size_, false, true));
     k_conv1d = register_module("k_conv1d", sb::ShortConv(key_dim_, conv_size_, false, true));
@@ -58,7 +55,7 @@ LinearAttentionMixer::LinearAttentionMixer(const sb::MixerContext& ctx)
   }
   g_norm_swish_gate = register_module("g_norm_swish_gate",
                                       sb::GatedRMSNorm(head_v_, ctx.options.get_float("norm_eps")));
-  o_proj = register_module("o_proj", no_bias(value_dim_, D));
+  o_proj = register_module("o_proj", sb::linear_no_bias(value_dim_, D));
 
   if (recurrent_mode_) {
     ctx.warn(
@@ -94,7 +91,7 @@ torch::Tensor LinearAttentionMixer::forward(const torch::Tensor& x) {
 
 sb::MixerState LinearAttentionMixer::init_state(std::int64_t batch, const torch::Device& device,
                                                 torch::ScalarType dtype) {
-  const auto state_dtype = dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  const auto state_dtype = sb::state_dtype(dtype);
   sb::MixerState state;
   state.tensors.push_back(torch::zeros({batch, n_heads_, head_k_, head_v_},
                                        torch::TensorOptions().device(device).dtype(state_dtype)));

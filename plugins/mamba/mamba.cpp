@@ -106,14 +106,6 @@ torch::Tensor selective_scan_fused_cuda(const torch::Tensor& x, const torch::Ten
 #endif
 }
 
-namespace {
-
-torch::ScalarType compute_dtype(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-}
-
-}  // namespace
-
 MambaMixer::MambaMixer(const sb::MixerContext& ctx)
     : d_model_(ctx.d_model),
       inner_(ctx.d_model * ctx.options.get_int("expand")),
@@ -126,12 +118,9 @@ MambaMixer::MambaMixer(const sb::MixerContext& ctx)
       fused_cuda_(ctx.options.get_bool("fused_cuda")) {
   if (d_model_ <= 0) throw std::invalid_argument("mamba: d_model must be positive");
   const auto E = inner_, N = d_state_, R = dt_rank_;
-  auto no_bias = [](std::int64_t in, std::int64_t out) {
-    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-  };
-  in_proj = register_module("in_proj", no_bias(d_model_, 2 * E));
+  in_proj = register_module("in_proj", sb::linear_no_bias(d_model_, 2 * E));
   conv1d = register_module("conv1d", sb::ShortConv(E, conv_size_, /*bias=*/true, /*silu=*/true));
-  x_proj = register_module("x_proj", no_bias(E, R + 2 * N));
+  x_proj = register_module("x_proj", sb::linear_no_bias(E, R + 2 * N));
   dt_proj = register_module("dt_proj", torch::nn::Linear(R, E));
   {
     torch::NoGradGuard no_grad;
@@ -144,7 +133,7 @@ MambaMixer::MambaMixer(const sb::MixerContext& ctx)
                                torch::log(torch::arange(1, N + 1, torch::kFloat)).repeat({E, 1}));
     D = register_parameter("D", torch::ones({E}));
   }
-  out_proj = register_module("out_proj", no_bias(E, d_model_));
+  out_proj = register_module("out_proj", sb::linear_no_bias(E, d_model_));
   if (reference_mode_) {
     ctx.warn("mamba: mode = \"reference\" runs forward as an autograd loop over time (slow)");
   }
@@ -156,7 +145,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> MambaMixer::selection(
   const auto delta_in = dbc.narrow(-1, 0, dt_rank_);             // [..., R]
   const auto B = dbc.narrow(-1, dt_rank_, d_state_);             // [..., N]
   const auto C = dbc.narrow(-1, dt_rank_ + d_state_, d_state_);  // [..., N]
-  const auto ct = compute_dtype(xc);
+  const auto ct = sb::compute_dtype(xc);
   const auto delta = torch::softplus(dt_proj(delta_in).to(ct));  // [..., E] > 0
   return {delta, B, C};
 }
@@ -183,7 +172,7 @@ torch::Tensor MambaMixer::forward(const torch::Tensor& u) {
 
 sb::MixerState MambaMixer::init_state(std::int64_t batch, const torch::Device& device,
                                       torch::ScalarType dtype) {
-  const auto state_dtype = dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  const auto state_dtype = sb::state_dtype(dtype);
   sb::MixerState state;
   state.tensors.push_back(torch::zeros({batch, inner_, d_state_},
                                        torch::TensorOptions().device(device).dtype(state_dtype)));

@@ -29,7 +29,7 @@ Mamba2Mixer::Mamba2Mixer(const sb::MixerContext& ctx)
   const auto E = inner_, N = d_state_, h = n_heads_;
 
   in_proj = register_module(
-      "in_proj", torch::nn::Linear(torch::nn::LinearOptions(d_model_, 2 * E + 2 * N + h).bias(false)));
+      "in_proj", sb::linear_no_bias(d_model_, 2 * E + 2 * N + h));
   conv1d = register_module("conv1d", sb::ShortConv(E + 2 * N, conv_size_, /*bias=*/true,
                                                    /*silu=*/true));
   {
@@ -46,7 +46,7 @@ Mamba2Mixer::Mamba2Mixer(const sb::MixerContext& ctx)
   }
   norm = register_module("norm", sb::RMSNorm(E, ctx.options.get_float("norm_eps")));
   out_proj = register_module("out_proj",
-                             torch::nn::Linear(torch::nn::LinearOptions(E, d_model_).bias(false)));
+                             sb::linear_no_bias(E, d_model_));
   if (recurrent_mode_) {
     ctx.warn("mamba2: mode = \"recurrent\" runs forward as a sequential loop over time (slow)");
   }
@@ -100,7 +100,7 @@ torch::Tensor Mamba2Mixer::forward(const torch::Tensor& u) {
 
 sb::MixerState Mamba2Mixer::init_state(std::int64_t batch, const torch::Device& device,
                                        torch::ScalarType dtype) {
-  const auto state_dtype = dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  const auto state_dtype = sb::state_dtype(dtype);
   sb::MixerState state;
   state.tensors.push_back(torch::zeros({batch, n_heads_, d_state_, head_dim_},
                                        torch::TensorOptions().device(device).dtype(state_dtype)));

@@ -17,10 +17,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-torch::ScalarType compute_dtype(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-}
-
 // `steps` CG steps on A x = rhs from x = 0, A given as its product; dot products over the last dim;
 // `eps` guards both denominators.
 torch::Tensor conjugate_gradient(const std::function<torch::Tensor(const torch::Tensor&)>& A,
@@ -186,7 +182,7 @@ torch::Tensor mesa_chunked(const torch::Tensor& q, const torch::Tensor& k, const
                            double cg_eps) {
   check_shapes("mesa_chunked", q, k, v, beta, g, lambda);
   TORCH_CHECK(chunk >= 1 && cg_steps >= 0, "mesa_chunked: chunk must be ≥ 1 and cg_steps ≥ 0");
-  const auto ct = compute_dtype(q);
+  const auto ct = sb::compute_dtype(q);
   const auto T = q.size(1);
   if (T == 0) return torch::zeros(v.sizes(), v.options().dtype(ct));
   const auto qc = to_chunks(q.to(ct), chunk);                               // [B, H, N, C, K]
@@ -205,7 +201,7 @@ torch::Tensor mesa_reference(const torch::Tensor& q, const torch::Tensor& k, con
                              const torch::Tensor& beta, const torch::Tensor& g,
                              const torch::Tensor& lambda, std::int64_t cg_steps, double cg_eps) {
   check_shapes("mesa_reference", q, k, v, beta, g, lambda);
-  const auto ct = compute_dtype(q);
+  const auto ct = sb::compute_dtype(q);
   const auto B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
   const auto opts = q.options().dtype(ct);
   auto Hkk = torch::zeros({B, H, K, K}, opts);
@@ -280,7 +276,7 @@ MesaNetMixer::MesaNetMixer(const sb::MixerContext& ctx)
 }
 
 torch::Tensor MesaNetMixer::lambda_like(const torch::Tensor& like) const {
-  const auto ct = compute_dtype(like);
+  const auto ct = sb::compute_dtype(like);
   return (torch::softplus(lambda_params.to(ct)) + lambda_lower_bound_)
       .view({n_heads_, head_dim_});  // [H, K]
 }
@@ -312,7 +308,7 @@ torch::Tensor MesaNetMixer::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == d_model_, "mesa_net: expected x [B, T, ", d_model_,
               "], got ", x.sizes());
   const auto H = n_heads_;
-  const auto ct = compute_dtype(x);
+  const auto ct = sb::compute_dtype(x);
   const auto q = sb::l2norm(split_heads(q_conv1d(q_proj(x)), H).to(ct));  // [B, T, H, K]
   const auto k = sb::l2norm(split_heads(k_conv1d(k_proj(x)), H).to(ct));  // [B, T, H, K]
   const auto v = split_heads(v_proj(x), H).to(ct);                        // [B, T, H, V]
@@ -327,7 +323,7 @@ torch::Tensor MesaNetMixer::forward(const torch::Tensor& x) {
 
 sb::MixerState MesaNetMixer::init_state(std::int64_t batch, const torch::Device& device,
                                         torch::ScalarType dtype) {
-  const auto state_dtype = dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  const auto state_dtype = sb::state_dtype(dtype);
   const auto opts = torch::TensorOptions().device(device).dtype(state_dtype);
   sb::MixerState state;
   state.tensors.push_back(torch::zeros({batch, n_heads_, head_dim_, head_dim_}, opts));  // H_kk

@@ -11,14 +11,6 @@
 
 namespace sb::plugins {
 
-namespace {
-
-torch::ScalarType compute_dtype(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-}
-
-}  // namespace
-
 S4DKernelImpl::S4DKernelImpl(std::int64_t channels, std::int64_t d_state, double dt_min,
                              double dt_max) {
   const auto modes = d_state / 2;  // N' complex modes; their conjugates are implied
@@ -129,7 +121,7 @@ torch::Tensor S4DMixer::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == d_model_, "s4d: expected x [B, T, ", d_model_, "], got ",
               x.sizes());
   const auto T = x.size(1);
-  const auto ct = compute_dtype(x);
+  const auto ct = sb::compute_dtype(x);
   if (T == 0) return torch::zeros_like(x);
   const auto u = x.transpose(1, 2).to(ct);  // [B, D, T]
   torch::Tensor y;
@@ -159,7 +151,7 @@ torch::Tensor S4DMixer::forward(const torch::Tensor& x) {
 
 sb::MixerState S4DMixer::init_state(std::int64_t batch, const torch::Device& device,
                                     torch::ScalarType dtype) {
-  const auto state_dtype = dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  const auto state_dtype = sb::state_dtype(dtype);
   const auto opts = torch::TensorOptions().device(device).dtype(state_dtype);
   sb::MixerState state;
   state.tensors.push_back(torch::zeros({batch, d_model_, d_state_ / 2}, opts));  // Re x

@@ -12,11 +12,6 @@ namespace {
 
 constexpr double kRepoNormEps = 1e-8;
 
-// float64 stays float64; everything else is computed in float32.
-torch::ScalarType compute_dtype(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-}
-
 }  // namespace
 
 // ---- RepoRMSNorm --------------------------------------------------------------------------------
@@ -26,7 +21,7 @@ RepoRMSNormImpl::RepoRMSNormImpl(std::int64_t dim) : dim_(dim) {
 }
 
 torch::Tensor RepoRMSNormImpl::forward(const torch::Tensor& x) {
-  const auto dtype = compute_dtype(x);
+  const auto dtype = sb::compute_dtype(x);
   auto xc = x.to(dtype);                                                    // [..., n]
   auto rms = xc.norm(2, {-1}, /*keepdim=*/true) / std::sqrt(double(dim_));  // [..., 1]
   auto y = xc / (rms + kRepoNormEps) * weight.to(dtype);                    // [..., n]

@@ -22,6 +22,7 @@
 // T is padded with zeros to N whole chunks: a padded row has β = 0 and k = 0, so it neither
 // corrects nor writes the state, and g = 0 does not decay it.
 #include "selectivbench/blocks/delta_rule.hpp"
+#include "selectivbench/blocks/wiring.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -29,10 +30,6 @@
 namespace sb {
 
 namespace {
-
-torch::ScalarType compute_dtype(const torch::Tensor& q) {
-  return q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
 
 void check_inputs(const char* what, const torch::Tensor& q, const torch::Tensor& k,
                   const torch::Tensor& v, const torch::Tensor& beta, const torch::Tensor& g,

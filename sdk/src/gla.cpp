@@ -20,6 +20,7 @@
 // cumulative sums, which loses the small differences of large sums in float32). With strong decays
 // (−30 per step) float32 results are as accurate as the float32 sequential loop.
 #include "selectivbench/blocks/gla.hpp"
+#include "selectivbench/blocks/wiring.hpp"
 
 #include <algorithm>
 #include <vector>
@@ -27,10 +28,6 @@
 namespace sb {
 
 namespace {
-
-torch::ScalarType compute_dtype(const torch::Tensor& q) {
-  return q.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
 
 void check_inputs(const char* what, const torch::Tensor& q, const torch::Tensor& k,
                   const torch::Tensor& v, const torch::Tensor& g,

@@ -1,14 +1,10 @@
 // RMSNorm and gated RMSNorm (see blocks/norms.hpp for the math).
 #include "selectivbench/blocks/norms.hpp"
+#include "selectivbench/blocks/wiring.hpp"
 
 namespace sb {
 
 namespace {
-
-// float32 for every input dtype but float64, which stays float64.
-torch::ScalarType compute_dtype(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
 
 torch::Tensor rms_normalise(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   TORCH_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(0), "RMSNorm: expected [..., ",

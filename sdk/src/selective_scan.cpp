@@ -1,5 +1,6 @@
 // The selective scan (blocks/selective_scan.hpp): forward loop, reverse-time backward, reference.
 #include "selectivbench/blocks/selective_scan.hpp"
+#include "selectivbench/blocks/wiring.hpp"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -14,10 +15,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-torch::ScalarType compute_dtype(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
 
 void check_inputs(const char* what, const torch::Tensor& x, const torch::Tensor& delta,
                   const torch::Tensor& A, const torch::Tensor& B, const torch::Tensor& C,

@@ -14,3 +14,4 @@
 #include "selectivbench/blocks/rotary.hpp"
 #include "selectivbench/blocks/selective_scan.hpp"
 #include "selectivbench/blocks/short_conv.hpp"
+#include "selectivbench/blocks/wiring.hpp"
