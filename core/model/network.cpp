@@ -67,7 +67,6 @@ NetworkImpl::NetworkImpl(const NetworkSpec& spec) : spec_(spec) {
     ctx.layer_index = static_cast<std::int64_t>(l);
     ctx.n_layers = static_cast<std::int64_t>(spec.layers.size());
     ctx.seed = spec.seed * 1000003ULL + l;
-    ctx.reference_quirks = spec.reference_quirks;
     ctx.options = spec.layers[l].options;
     ctx.log = spec.log ? spec.log : [](LogLevel, const std::string&) {};
     torch::manual_seed(ctx.seed);

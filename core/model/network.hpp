@@ -37,7 +37,6 @@ struct NetworkSpec {
   std::int64_t n_heads = 4;      // H
   std::vector<LayerSpec> layers;
   BlockSpec block;
-  bool reference_quirks = false;
   std::uint64_t seed = 1;  // parameter initialisation
   LogFn log;
 };

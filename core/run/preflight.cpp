@@ -92,7 +92,6 @@ void check_models_build(const BenchmarkSpec& bench, const std::vector<RunPlan>& 
       ctx.n_heads = model.heads;
       ctx.n_layers = plan.layers;
       ctx.seed = model.seed;
-      ctx.reference_quirks = bench.training.reference_quirks;
       ctx.options = model.options.at(name);
       ctx.log = [](LogLevel, const std::string&) {};
       try {

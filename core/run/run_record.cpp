@@ -129,23 +129,35 @@ std::string dtype_name(torch::ScalarType t) {
 }
 
 NetworkSpec network_spec(const ModelConfig& m, const Dataset& data,
-                         const std::vector<SearchFolder>& folders, bool reference_quirks,
-                         const LogFn& log, json* plugins_out) {
+                         const std::vector<SearchFolder>& folders, const LogFn& log,
+                         json* plugins_out) {
   NetworkSpec spec;
   spec.input_size = data.grammar().vocab();
   spec.num_classes = num_classes(data);
   spec.d_model = m.width;
   spec.n_heads = m.heads;
   spec.block = m.block;
-  spec.reference_quirks = reference_quirks;
   spec.seed = m.seed;
   spec.log = log;
   json plugins = json::array();
   for (const auto& name : m.layer_plugins) {
     auto plugin = PluginRegistry::instance().find(name, folders);
-    auto it = m.options.find(name);
-    spec.layers.push_back({plugin, it != m.options.end() ? it->second
-                                                         : Options(plugin->descriptor.options)});
+    // The recorded values over the plugin's defaults: an option the plugin gained since the run
+    // was recorded takes its default. JSON keeps no difference between 1000 and 1000.0, so a
+    // whole number recorded for a float option is read back as a float (as resolve_options does).
+    Options options(plugin->descriptor.options);
+    if (auto it = m.options.find(name); it != m.options.end()) {
+      for (const auto& [key, value] : it->second.values()) {
+        const bool float_option = options.has(key) && std::holds_alternative<double>(
+                                                          options.values().at(key));
+        if (float_option && std::holds_alternative<std::int64_t>(value)) {
+          options.set(key, static_cast<double>(std::get<std::int64_t>(value)));
+        } else {
+          options.set(key, value);
+        }
+      }
+    }
+    spec.layers.push_back({plugin, options});
     bool listed = false;
     for (const auto& p : plugins) listed |= p["name"] == name;
     if (!listed) {

@@ -37,7 +37,7 @@ std::string dtype_name(torch::ScalarType dtype);
 // The network's spec for `model` on `data`'s grammar, its plugins resolved on `folders`; the
 // plugins used (name, version, file, fingerprint) go to `plugins_out`.
 NetworkSpec network_spec(const ModelConfig& model, const Dataset& data,
-                         const std::vector<SearchFolder>& folders, bool reference_quirks,
+                         const std::vector<SearchFolder>& folders,
                          const LogFn& log, nlohmann::json* plugins_out);
 
 }  // namespace sb

@@ -36,8 +36,13 @@ json evaluate_run_checkpoint(const std::string& run_dir, const TaskSpec& task,
                              checkpoint + ".pt)");
   }
   const json config = read_json_file(config_path.string());
-  const ModelConfig model = model_from_json(config.at("model"));
-  const bool quirks = config.at("training").at("reference_quirks").get<bool>();
+  ModelConfig model = model_from_json(config.at("model"));
+  // Runs recorded before the transformer's double residual was its own option had it from
+  // [training] reference_quirks.
+  if (auto it = model.options.find("transformer");
+      it != model.options.end() && !it->second.has("double_residual")) {
+    it->second.set("double_residual", config.at("training").at("reference_quirks").get<bool>());
+  }
   auto grammar = std::make_shared<const Grammar>(make_grammar(task.data.grammar, task.data.seed));
   const Dataset test = Dataset::create(grammar, task.data, Split::kTest);
   // The trained run's classes must be this task's classes: same grammar.
@@ -52,7 +57,7 @@ json evaluate_run_checkpoint(const std::string& run_dir, const TaskSpec& task,
                              " (seed " + std::to_string(task.data.seed) + ")");
   }
   json plugins;
-  const NetworkSpec spec = network_spec(model, test, plugin_folders, quirks, {}, &plugins);
+  const NetworkSpec spec = network_spec(model, test, plugin_folders, {}, &plugins);
   Network network(spec);
   load_model_checkpoint(network, ckpt.string());
   const torch::Device device = parse_device(device_name);
@@ -314,7 +319,7 @@ json execute_run(const RunPlan& plan, const RunContext& ctx) {
     log.line(std::string(level == LogLevel::kWarning ? "warning: " : "") + m);
   };
   const NetworkSpec spec =
-      network_spec(model, data.test, ctx.plugin_folders, ts.reference_quirks, plugin_log, &plugins);
+      network_spec(model, data.test, ctx.plugin_folders, plugin_log, &plugins);
   Network network(spec);
   const torch::Device device = parse_device(ts.device);
   const Precision precision = resolve_precision(ts, spec, device);

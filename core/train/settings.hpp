@@ -37,13 +37,30 @@ struct TrainingSpec {
   std::int64_t grad_accumulation = 1;  // micro-batches per update; 0: start at 1, double on CUDA OOM
   std::int64_t eval_every = 78;        // updates between evaluations
   std::int64_t eval_batch_size = 50;
-  bool reference_quirks = false;
+  bool reference_quirks = false;  // all of TrainingQuirks below
   std::string device = "cpu";  // cpu | cuda | cuda:N
   std::string dtype = "auto";  // auto | float32 | tf32 | bfloat16 | bf16-mixed (core/train/precision.hpp)
   bool cuda_graphs = true;     // on CUDA: replay each update as a CUDA graph where batch shapes repeat
   std::uint64_t seed = 1;      // parameter init and dropout
   std::int64_t threads = 0;    // CPU threads; 0: the CPUs this process may use
   std::string cache_dir;       // data cache folder; empty: none
+};
+
+// The reference's training quirks (models.md §3.3 item 3, §6.4–§6.6), each named once.
+// [training] reference_quirks = true turns on all of them, false (the default) none. (The
+// transformer's double residual is a model matter: its option `double_residual`.)
+struct TrainingQuirks {
+  bool eval_mode_sticks = false;           // the network stays in eval mode (no dropout) after the
+                                           // first evaluation
+  bool summed_micro_batches = false;       // accumulated micro-batch gradients are summed, not
+                                           // averaged
+  bool learning_rate_lags = false;         // update k uses lr·f(k), so the first one has lr 0
+  bool no_final_evaluation = false;        // none after the last multiple of eval_every
+
+  static TrainingQuirks of(const TrainingSpec& spec) {
+    const bool on = spec.reference_quirks;
+    return {on, on, on, on};
+  }
 };
 
 // Every value [training] dtype accepts, "auto" first (core/train/precision.hpp says what each

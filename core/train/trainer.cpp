@@ -408,6 +408,7 @@ class TrainLoop {
         train_set_(train_set),
         test_set_(test_set),
         spec_(spec),
+        quirks_(TrainingQuirks::of(spec)),
         cb_(cb),
         device_(parse_device(spec.device)),
         precision_(resolve_precision(spec, network->spec(), device_)),
@@ -529,8 +530,8 @@ class TrainLoop {
   void update(std::int64_t k) {
     // Dropout draws are a function of (seed, update): a resumed run continues identically.
     torch::manual_seed(mix64(spec_.seed * kGolden + static_cast<std::uint64_t>(k)));
-    lr_factor_ = spec_.reference_quirks ? lr_factor(spec_, k, total_)
-                                        : lr_factor(spec_, k + 1, total_);
+    lr_factor_ = quirks_.learning_rate_lags ? lr_factor(spec_, k, total_)
+                                            : lr_factor(spec_, k + 1, total_);
     set_learning_rate(*optimizer_, spec_, spec_.lr * lr_factor_);
     if (device_adam_) device_adam_->set_learning_rate(spec_.lr * lr_factor_);
     update_index_.fill_(k);
@@ -659,7 +660,7 @@ class TrainLoop {
       note_if_nonfinite(loss.detach());
       // The reference sums micro-batch gradients; the sane way averages them.
       const torch::Tensor scaled =
-          spec_.reference_quirks ? loss : loss / static_cast<double>(parts.size());
+          quirks_.summed_micro_batches ? loss : loss / static_cast<double>(parts.size());
       scaled.backward();
       if (p + 1 == parts.size()) {
         window_loss_ += loss.detach().to(torch::kFloat64);
@@ -695,7 +696,7 @@ class TrainLoop {
 
   bool due_for_evaluation(std::int64_t k) const {
     const bool periodic = (k + 1) % spec_.eval_every == 0;
-    const bool final = k + 1 == total_ && !spec_.reference_quirks;
+    const bool final = k + 1 == total_ && !quirks_.no_final_evaluation;
     return periodic || final;
   }
 
@@ -708,7 +709,7 @@ class TrainLoop {
                                    spec_.eval_batch_size, device_, precision_);
     meta_.evaluations += 1;
     meta_.eval_seconds += ev.seconds;
-    if (spec_.reference_quirks) {
+    if (quirks_.eval_mode_sticks) {
       network_->eval();  // quirk: never put back into training mode (models.md §3.3, item 3)
       meta_.eval_mode = true;
     }
@@ -836,6 +837,7 @@ class TrainLoop {
   const Dataset& train_set_;
   const Dataset& test_set_;
   const TrainingSpec& spec_;
+  const TrainingQuirks quirks_;
   const TrainCallbacks& cb_;
   const torch::Device device_;
   const Precision precision_;

@@ -8,10 +8,11 @@
 // continues exactly as if it had not stopped: batches are a function of the update index and
 // dropout is seeded per update.
 //
-// `reference_quirks = true` reproduces the reference's training quirks (models.md §3.3, §6.4–6.6):
-// the model stays in eval mode (no dropout) after the first evaluation, accumulated micro-batch
-// gradients are summed rather than averaged, update k uses lr·f(k−1) so the first update has lr 0,
-// and there is no evaluation after the last multiple of eval_every.
+// `reference_quirks = true` reproduces the reference's training quirks, named one by one in
+// TrainingQuirks (core/train/settings.hpp; models.md §3.3, §6.4–6.6): the model stays in eval mode
+// (no dropout) after the first evaluation, accumulated micro-batch gradients are summed rather
+// than averaged, update k uses lr·f(k−1) so the first update has lr 0, and there is no evaluation
+// after the last multiple of eval_every.
 #pragma once
 
 #include <torch/torch.h>

@@ -36,7 +36,7 @@ TransformerMixer::TransformerMixer(const sb::MixerContext& ctx)
       head_dim_(0),
       rope_base_(ctx.options.get_float("rope_base")),
       dropout_p_(ctx.options.get_float("dropout")),
-      reference_quirks_(ctx.reference_quirks) {
+      double_residual_(ctx.options.get_bool("double_residual")) {
   const auto D = d_model_;
   const auto H = n_heads_;
   if (D <= 0 || H <= 0 || D % H != 0) {
@@ -74,8 +74,8 @@ torch::Tensor TransformerMixer::finish(const torch::Tensor& x, const torch::Tens
   auto u = linear1(x1).chunk(2, -1);                       // 2 × [..., 4D]
   auto gated = u[0] * torch::sigmoid(beta * u[0]) * u[1];  // [..., 4D]
   auto f = dropout(linear2(gated));                        // [..., D]
-  // The reference layer's output includes its input x; without quirks return only the update.
-  return reference_quirks_ ? x1 + f : attn + f;  // [..., D]
+  // The reference layer's output includes its input x; by default return only the update.
+  return double_residual_ ? x1 + f : attn + f;  // [..., D]
 }
 
 torch::Tensor TransformerMixer::forward(const torch::Tensor& x) {
@@ -133,7 +133,7 @@ std::string TransformerMixer::describe() const {
   std::ostringstream s;
   s << "transformer(d=" << d_model_ << ", H=" << n_heads_ << ", K=" << head_dim_
     << ", rope_base=" << rope_base_ << ", dropout=" << dropout_p_
-    << ", double_residual=" << (reference_quirks_ ? "on" : "off") << ")";
+    << ", double_residual=" << (double_residual_ ? "on" : "off") << ")";
   return s.str();
 }
 
@@ -161,6 +161,10 @@ sb::PluginDescriptor describe_transformer() {
       sb::OptionSpec::real(
           "dropout", 0.2, 0.0, 1.0,
           "dropout on the feed-forward output, in [0, 1); active in training only"),
+      sb::OptionSpec::boolean(
+          "double_residual", false,
+          "return x + update as the reference's layer does, so the network adds x twice "
+          "(models.md §3.3 item 1; configs/paper/ turn it on)"),
   };
   d.cuda_dtype = torch::kFloat32;
   d.factory = [](const sb::MixerContext& ctx) -> std::shared_ptr<sb::Mixer> {

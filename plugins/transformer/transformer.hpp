@@ -12,9 +12,9 @@
 //   layer   = x1 + Dropout(f)                                   what the reference layer returns
 //
 // The reference layer already adds its input (x1 contains x), and the network adds x once more
-// (models.md §3.3 item 1). With MixerContext::reference_quirks this mixer returns the reference's
-// full `x1 + Dropout(f)`; otherwise it returns only the update `rms_D(a) + Dropout(f)`, so that the
-// network's residual adds x exactly once.
+// (models.md §3.3 item 1). With the option `double_residual = true` this mixer returns the
+// reference's full `x1 + Dropout(f)`; by default it returns only the update `rms_D(a) + Dropout(f)`,
+// so that the network's residual adds x exactly once.
 //
 // rms_n is the reference repository's own RMSNorm, with the epsilon outside the square root:
 //   y = x / (‖x‖₂ / √n + 1e-8) · w,  w starts at 1.
@@ -87,7 +87,7 @@ class TransformerMixer : public sb::Mixer {
   std::int64_t head_dim_;
   double rope_base_;
   double dropout_p_;
-  bool reference_quirks_;
+  bool double_residual_;
 };
 
 // The plugin's descriptor: name "transformer", taxonomy, capabilities, options, factory.

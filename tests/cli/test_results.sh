@@ -73,6 +73,28 @@ python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["dtype"]==
   evaluate_bf16.json && ok "evaluate --dtype bfloat16 evaluates in bfloat16" \
   || fail "evaluate --dtype: $(head -c 400 evaluate_bf16.json)"
 
+# A transformer run recorded before `double_residual` was a transformer option: `evaluate` takes it
+# from the run's reference_quirks. Copies of a run without the option: quirks off evaluates as the
+# run itself, quirks on as the double residual (another network, so another loss).
+transformer_run=$(dirname "$(ls runs/a/*/transformer_*/summary.json | head -1)")
+for quirks in false true; do
+  rm -rf "legacy_$quirks"; cp -r "$transformer_run" "legacy_$quirks"
+  jq ".training.reference_quirks = $quirks | del(.model.plugin_options.transformer.double_residual)" \
+    "$transformer_run/config.json" > "legacy_$quirks/config.json"
+  "$SB" evaluate "legacy_$quirks" gaps.toml --set test.gap.duration=0.5 > "legacy_$quirks.json" 2> evaluate.err \
+    || fail "evaluate legacy_$quirks: exit $? $(cat evaluate.err)"
+done
+"$SB" evaluate "$transformer_run" gaps.toml --set test.gap.duration=0.5 > transformer_now.json 2> evaluate.err \
+  || fail "evaluate $transformer_run: exit $? $(cat evaluate.err)"
+python3 - transformer_now.json legacy_false.json legacy_true.json <<'PY' \
+  && ok "evaluate of a run recorded before double_residual follows its reference_quirks" \
+  || fail "evaluate of legacy transformer runs"
+import json, sys
+now, off, on = (json.load(open(f))["test_loss"] for f in sys.argv[1:])
+assert abs(now - off) < 1e-12, (now, off)
+assert abs(now - on) > 1e-6, (now, on)
+PY
+
 "$SB" collect runs > runs.csv 2> collect.err || fail "collect csv: exit $? $(cat collect.err)"
 "$SB" collect runs/a runs/b runs/c --format jsonl --out runs.jsonl 2>> collect.err || fail "collect jsonl: exit $?"
 "$SB" collect runs --format md > runs.md 2>> collect.err || fail "collect md: exit $?"

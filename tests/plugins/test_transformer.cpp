@@ -20,13 +20,13 @@ using sb::test::run_steps;
 using sb::plugins::describe_transformer;
 
 std::shared_ptr<sb::Mixer> make_transformer(std::int64_t d_model, std::int64_t n_heads,
-                                            bool quirks = false, std::uint64_t seed = 1) {
+                                            bool double_residual = false, std::uint64_t seed = 1) {
   const auto descriptor = describe_transformer();
   sb::MixerContext ctx;
   ctx.d_model = d_model;
   ctx.n_heads = n_heads;
-  ctx.reference_quirks = quirks;
   ctx.options = sb::Options(descriptor.options);
+  ctx.options.set("double_residual", double_residual);
   torch::manual_seed(seed);
   return descriptor.factory(ctx);
 }
@@ -101,7 +101,7 @@ TEST(Transformer, ForwardShapeAndDtype) {
 
 // The layer written out from models.md §4.1, one query position at a time, from the parameters.
 torch::Tensor naive_transformer(sb::Mixer& m, const torch::Tensor& x, std::int64_t H, double base,
-                                bool quirks) {
+                                bool double_residual) {
   auto P = m.named_parameters();
   const auto B = x.size(0), T = x.size(1), D = x.size(2), K = D / H;
   auto linear = [&](const std::string& name, const torch::Tensor& in) {
@@ -138,36 +138,36 @@ torch::Tensor naive_transformer(sb::Mixer& m, const torch::Tensor& x, std::int64
     auto u = linear("linear1", x1);
     auto u1 = u.narrow(-1, 0, 4 * D), u2 = u.narrow(-1, 4 * D, 4 * D);
     auto f = linear("linear2", u1 * torch::sigmoid(P["beta"] * u1) * u2);
-    outputs.push_back(quirks ? x1 + f : attn + f);
+    outputs.push_back(double_residual ? x1 + f : attn + f);
   }
   return torch::stack(outputs, 1);
 }
 
 TEST(Transformer, ForwardMatchesTheSpecWrittenOut) {
   torch::NoGradGuard no_grad;
-  for (bool quirks : {false, true}) {
-    auto m = make_transformer(32, 4, quirks);
+  for (bool double_residual : {false, true}) {
+    auto m = make_transformer(32, 4, double_residual);
     m->to(torch::kFloat64);
     m->eval();
     // Non-trivial norm weights and beta, so that every parameter matters.
     for (auto& p : m->parameters()) p.add_(0.1 * torch::randn_like(p));
     auto x = torch::randn({2, 23, 32}, torch::kFloat64);
-    EXPECT_LT(rel_err(m->forward(x), naive_transformer(*m, x, 4, 1000.0, quirks)), 1e-10)
-        << "quirks=" << quirks;
+    EXPECT_LT(rel_err(m->forward(x), naive_transformer(*m, x, 4, 1000.0, double_residual)), 1e-10)
+        << "double_residual=" << double_residual;
   }
 }
 
 TEST(Transformer, StepEqualsForwardInFloat64) {
   torch::NoGradGuard no_grad;
-  for (bool quirks : {false, true}) {
-    auto m = make_transformer(32, 4, quirks);
+  for (bool double_residual : {false, true}) {
+    auto m = make_transformer(32, 4, double_residual);
     m->to(torch::kFloat64);
     m->eval();
     for (std::int64_t T : {1, 7, 70}) {
       auto x = torch::randn({2, T, 32}, torch::kFloat64);
       auto full = m->forward(x);
       auto stepped = run_steps(*m, x);
-      EXPECT_LT(rel_err(stepped, full), 1e-9) << "T=" << T << " quirks=" << quirks;
+      EXPECT_LT(rel_err(stepped, full), 1e-9) << "T=" << T << " double_residual=" << double_residual;
     }
   }
 }
@@ -207,8 +207,8 @@ TEST(Transformer, BatchRowsIndependent) {
 
 TEST(Transformer, ReferenceQuirkAddsTheInputOnce) {
   torch::NoGradGuard no_grad;
-  auto plain = make_transformer(32, 4, /*quirks=*/false, /*seed=*/7);
-  auto quirk = make_transformer(32, 4, /*quirks=*/true, /*seed=*/7);
+  auto plain = make_transformer(32, 4, /*double_residual=*/false, /*seed=*/7);
+  auto quirk = make_transformer(32, 4, /*double_residual=*/true, /*seed=*/7);
   for (auto* m : {plain.get(), quirk.get()}) {
     m->to(torch::kFloat64);
     m->eval();
@@ -230,8 +230,8 @@ TEST(Transformer, DropoutOnlyInTraining) {
 }
 
 TEST(Transformer, GradientsFiniteAndNonZero) {
-  for (bool quirks : {false, true}) {
-    auto m = make_transformer(32, 4, quirks);
+  for (bool double_residual : {false, true}) {
+    auto m = make_transformer(32, 4, double_residual);
     m->train();
     sb::test::expect_gradients(*m, torch::randn({2, 12, 32}));
   }

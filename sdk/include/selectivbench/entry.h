@@ -10,7 +10,7 @@
 #include <string>
 
 // Bumped whenever Mixer, MixerContext, Options, PluginDescriptor or the entry struct change.
-#define SELECTIVBENCH_SDK_ABI_VERSION 1
+#define SELECTIVBENCH_SDK_ABI_VERSION 2  // 2: MixerContext without reference_quirks
 
 #ifndef SELECTIVBENCH_TORCH_CUDA
 #define SELECTIVBENCH_TORCH_CUDA 0  // set by selectivbench_add_plugin from LibTorch's CMake config

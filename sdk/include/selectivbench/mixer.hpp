@@ -52,9 +52,6 @@ struct MixerContext {
   std::int64_t layer_index = 0;
   std::int64_t n_layers = 1;
   std::uint64_t seed = 0;  // the global generator is seeded from it before the factory runs
-  // The run reproduces the reference's quirks (README "reference_quirks"); a plugin whose
-  // reference layer has one (the transformer's double residual, models.md §3.3) follows it.
-  bool reference_quirks = false;
   Options options;         // validated against the plugin's schema
   LogFn log;               // owned by the host; never null
 
