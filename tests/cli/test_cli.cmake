@@ -154,6 +154,24 @@ file(CHMOD "${WORK_DIR}/private_plugins" DIRECTORY_PERMISSIONS OWNER_READ OWNER_
      GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 expect_no(private_plugin_folder 0 "warning: plugin folder" plugins --plugin-path "${WORK_DIR}/private_plugins")
 
+# gla_with_plugin_paths(<name> <folder>): a one-run benchmark of gla, WORK_DIR/<name>.toml, whose
+# [plugins] paths is <folder>.
+function(gla_with_plugin_paths name folder)
+  file(WRITE "${WORK_DIR}/${name}.toml" "
+[benchmark]
+name = \"${name}\"
+tasks = [\"${SOURCE_DIR}/tasks/quickstart.toml\"]
+models = [\"gla\"]
+widths = [16]
+layers = [1]
+seeds = [1]
+learning_rates = [1e-2]
+warmups = [2]
+[plugins]
+paths = [\"${folder}\"]
+")
+endfunction()
+
 # Listing plugins, describing one and running a benchmark whose [plugins] paths holds other plugins
 # open no library but those the run uses: the misbehaving fixture's static constructor leaves a
 # marker file when it is opened. Writing its manifest opens it (the marker works).
@@ -163,19 +181,7 @@ expect(plugins_names_missing_manifest 0 "libsb_wrong_abi.so: no manifest"
        plugins --verbose --plugin-path "${FIXTURE_DIR}")
 expect(plugins_info_from_manifest 0 "described by +.*libsb_misbehaving.json"
        plugins info misbehaving --plugin-path "${FIXTURE_DIR}")
-file(WRITE "${WORK_DIR}/other_plugins.toml" "
-[benchmark]
-name = \"other_plugins\"
-tasks = [\"${SOURCE_DIR}/tasks/quickstart.toml\"]
-models = [\"gla\"]
-widths = [16]
-layers = [1]
-seeds = [1]
-learning_rates = [1e-2]
-warmups = [2]
-[plugins]
-paths = [\"${FIXTURE_DIR}\"]
-")
+gla_with_plugin_paths(other_plugins "${FIXTURE_DIR}")
 expect(run_opens_only_its_plugins 0 "gla" run "${WORK_DIR}/other_plugins.toml" --dry-run
        --out "${WORK_DIR}/other_out")
 if(EXISTS "${WORK_DIR}/opened")
@@ -191,19 +197,7 @@ unset(ENV{SB_TEST_LOAD_MARKER})
 # A plugin of [plugins] paths that hides a built-in one of the same name is said, naming both.
 file(MAKE_DIRECTORY "${WORK_DIR}/shadow")
 file(COPY "${PLUGIN_DIR}/libsb_gla.so" "${PLUGIN_DIR}/libsb_gla.json" DESTINATION "${WORK_DIR}/shadow")
-file(WRITE "${WORK_DIR}/shadow.toml" "
-[benchmark]
-name = \"shadow\"
-tasks = [\"${SOURCE_DIR}/tasks/quickstart.toml\"]
-models = [\"gla\"]
-widths = [16]
-layers = [1]
-seeds = [1]
-learning_rates = [1e-2]
-warmups = [2]
-[plugins]
-paths = [\"shadow\"]
-")
+gla_with_plugin_paths(shadow shadow)
 expect(shadowing_plugin_said 0
        "warning: plugin gla is .*shadow/libsb_gla.so \\(\\[plugins\\] paths\\), which hides .*libsb_gla.so \\(build tree\\)"
        run "${WORK_DIR}/shadow.toml" --dry-run --out "${WORK_DIR}/shadow_out")
