@@ -32,8 +32,8 @@ void add_check_plugin_command(CLI::App& app, std::function<int()>& action) {
   cmd->add_option("--heads", o->options.n_heads, "Heads used for the checks")
       ->capture_default_str()
       ->check(whole_number(1, 1024));
-  cmd->add_option("--dtype", o->options.dtype, "float32 or bfloat16")
-      ->check(CLI::IsMember({"float32", "bfloat16"}))
+  cmd->add_option("--dtype", o->options.dtype, "float32, bfloat16 or float64 (precise checks)")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float64"}))
       ->capture_default_str();
   cmd->add_option("--seed", o->options.seed, "Seed of the mixers and inputs")
       ->capture_default_str()

@@ -6,7 +6,8 @@
 //                        prime, and one longer than any usual chunk size and not a multiple of it
 //   causality            changing inputs at t ≥ t0 leaves outputs before t0 unchanged
 //   step equals forward  the recurrent form reproduces forward (relative error ≤ 1e-4 in float32,
-//                        ≤ 5e-2 in bfloat16: one bf16 rounding per op compounds over T steps)
+//                        ≤ 5e-2 in bfloat16: one bf16 rounding per op compounds over T steps,
+//                        ≤ 1e-9 in float64, where outputs that must not change may move ≤ 1e-12)
 //   batch independence   each row depends only on its own inputs, and equals the row run alone
 //   gradients            every parameter gets a finite gradient that is not always zero
 //   determinism          same seed → same parameters and output; state dict save → load → same output
@@ -29,7 +30,7 @@ namespace sb {
 
 struct ConformanceOptions {
   std::string device = "cpu";    // cpu | cuda | cuda:N
-  std::string dtype = "float32";  // float32 | bfloat16
+  std::string dtype = "float32";  // float32 | bfloat16 | float64 (the contract suite's precise run)
   std::int64_t d_model = 64;
   std::int64_t n_heads = 4;
   std::int64_t batch = 2;

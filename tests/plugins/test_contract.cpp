@@ -1,0 +1,112 @@
+// The plugin contract as one table: every built-in plugin, in each variant worth checking, through
+// the conformance kit (core/plugins/conformance.hpp) in float64 on the CPU, where a chunked form
+// and its sequential reference must agree to 1e-9 and outputs that must not move (causality,
+// other batch rows) move by at most 1e-12. The kit checks shapes and dtype, causality, step =
+// forward, batch independence, finite non-zero gradients, determinism, the state-dict round trip,
+// the moves to bfloat16 (and CUDA where present) and state_elements.
+//
+// Adding a plugin, or a variant of one, is one row of kContract. The per-plugin test files keep
+// what is specific to a plugin: parameter counts and names, the layer written out as a loop,
+// special cases.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/plugins/conformance.hpp"
+#include "plugins/delta_net/delta_net.hpp"
+#include "plugins/gated_delta_net/gated_delta_net.hpp"
+#include "plugins/gated_delta_product/gated_delta_product.hpp"
+#include "plugins/gla/gla.hpp"
+#include "plugins/gru/gru.hpp"
+#include "plugins/linear_attention/linear_attention.hpp"
+#include "plugins/mamba/mamba.hpp"
+#include "plugins/mamba2/mamba2.hpp"
+#include "plugins/mesa_net/mesa_net.hpp"
+#include "plugins/retnet/retnet.hpp"
+#include "plugins/s4d/s4d.hpp"
+#include "plugins/transformer/transformer.hpp"
+
+namespace {
+
+using Options = std::vector<std::pair<std::string, sb::OptionValue>>;
+
+struct ContractCase {
+  const char* name;  // the test's name: plugin_variant
+  sb::PluginDescriptor (*describe)();
+  std::int64_t d_model;
+  std::int64_t n_heads;
+  Options options;
+};
+
+// clang-format off
+const ContractCase kContract[] = {
+  // name                          plugin                                   D   H  options
+  {"transformer",                  sb::plugins::describe_transformer,       32, 4, {}},
+  {"transformer_double_residual",  sb::plugins::describe_transformer,       32, 4, {{"double_residual", true}}},
+  {"gla",                          sb::plugins::describe_gla,               32, 4, {}},
+  {"gla_odd_heads",                sb::plugins::describe_gla,               18, 2, {}},  // K = 9, V = 18
+  {"gla_no_conv",                  sb::plugins::describe_gla,               32, 4, {{"use_short_conv", false}}},
+  {"gla_chunk16",                  sb::plugins::describe_gla,               32, 2, {{"chunk_size", std::int64_t{16}}, {"expand_k", 0.5}}},
+  {"gla_recurrent",                sb::plugins::describe_gla,               32, 4, {{"mode", std::string("recurrent")}}},
+  {"linear_attention",             sb::plugins::describe_linear_attention,  32, 4, {}},
+  {"linear_attention_recurrent",   sb::plugins::describe_linear_attention,  32, 4, {{"mode", std::string("recurrent")}}},
+  {"mamba",                        sb::plugins::describe_mamba,             32, 4, {}},
+  {"mamba_reference",              sb::plugins::describe_mamba,             32, 4, {{"mode", std::string("reference")}}},
+  {"mamba2",                       sb::plugins::describe_mamba2,            32, 4, {}},
+  {"mamba2_recurrent",             sb::plugins::describe_mamba2,            32, 4, {{"mode", std::string("recurrent")}}},
+  {"delta_net",                    sb::plugins::describe_delta_net,         32, 4, {}},
+  {"delta_net_odd_heads",          sb::plugins::describe_delta_net,         18, 2, {}},
+  {"delta_net_no_conv",            sb::plugins::describe_delta_net,         32, 4, {{"use_short_conv", false}}},
+  {"delta_net_chunk16",            sb::plugins::describe_delta_net,         32, 2, {{"chunk_size", std::int64_t{16}}, {"expand_k", 0.5}}},
+  {"delta_net_recurrent",          sb::plugins::describe_delta_net,         32, 4, {{"mode", std::string("recurrent")}}},
+  {"gated_delta_net",              sb::plugins::describe_gated_delta_net,   32, 4, {}},
+  {"gated_delta_net_odd_heads",    sb::plugins::describe_gated_delta_net,   18, 2, {}},
+  {"gated_delta_net_no_conv",      sb::plugins::describe_gated_delta_net,   32, 4, {{"use_short_conv", false}}},
+  {"gated_delta_net_chunk16",      sb::plugins::describe_gated_delta_net,   32, 2, {{"chunk_size", std::int64_t{16}}, {"expand_v", 1.0}}},
+  {"gated_delta_net_no_gate",      sb::plugins::describe_gated_delta_net,   32, 4, {{"use_gate", false}}},
+  {"gated_delta_net_recurrent",    sb::plugins::describe_gated_delta_net,   32, 4, {{"mode", std::string("recurrent")}}},
+  {"gated_delta_product",          sb::plugins::describe_gated_delta_product, 32, 4, {}},
+  {"gated_delta_product_3",        sb::plugins::describe_gated_delta_product, 18, 2, {{"num_householder", std::int64_t{3}}}},
+  {"gated_delta_product_no_conv",  sb::plugins::describe_gated_delta_product, 32, 4, {{"use_short_conv", false}}},
+  {"gated_delta_product_chunk16",  sb::plugins::describe_gated_delta_product, 32, 2, {{"chunk_size", std::int64_t{16}}, {"expand_v", 1.0}}},
+  {"gated_delta_product_ungated",  sb::plugins::describe_gated_delta_product, 32, 4, {{"use_output_gate", false}, {"use_forget_gate", false}}},
+  {"gated_delta_product_positive", sb::plugins::describe_gated_delta_product, 32, 4, {{"allow_neg_eigval", false}, {"num_householder", std::int64_t{1}}}},
+  {"gated_delta_product_recurrent", sb::plugins::describe_gated_delta_product, 32, 4, {{"mode", std::string("recurrent")}}},
+  {"retnet",                       sb::plugins::describe_retnet,            32, 4, {}},
+  {"retnet_recurrent",             sb::plugins::describe_retnet,            32, 4, {{"mode", std::string("recurrent")}}},
+  {"mesa_net",                     sb::plugins::describe_mesa_net,          32, 4, {}},
+  {"mesa_net_reference",           sb::plugins::describe_mesa_net,          32, 4, {{"mode", std::string("reference")}}},
+  {"s4d",                          sb::plugins::describe_s4d,               32, 4, {}},
+  {"s4d_recurrent",                sb::plugins::describe_s4d,               32, 4, {{"mode", std::string("recurrent")}}},
+  {"gru",                          sb::plugins::describe_gru,               32, 4, {}},
+};
+// clang-format on
+
+class Contract : public ::testing::TestWithParam<ContractCase> {};
+
+TEST_P(Contract, PassesTheConformanceKitInFloat64) {
+  const ContractCase& c = GetParam();
+  sb::LoadedPlugin plugin;  // compiled into this test: no library
+  plugin.descriptor = c.describe();
+  plugin.path = "(compiled in)";
+  sb::ConformanceOptions options;
+  options.dtype = "float64";
+  options.d_model = c.d_model;
+  options.n_heads = c.n_heads;
+  options.throughput = false;
+  options.plugin_options = c.options;
+  const sb::ConformanceReport report = sb::run_conformance(plugin, options);
+  for (const auto& check : report.checks) {
+    EXPECT_NE(check.status, "FAIL") << c.name << ": " << check.name << ": " << check.detail;
+  }
+  EXPECT_TRUE(report.passed()) << sb::format_report(report);
+}
+
+INSTANTIATE_TEST_SUITE_P(Plugins, Contract, ::testing::ValuesIn(kContract),
+                         [](const ::testing::TestParamInfo<ContractCase>& info) {
+                           return std::string(info.param.name);
+                         });
+
+}  // namespace
