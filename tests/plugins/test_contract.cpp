@@ -51,6 +51,9 @@ const ContractCase kContract[] = {
   {"gla_chunk16",                  sb::plugins::describe_gla,               32, 2, {{"chunk_size", std::int64_t{16}}, {"expand_k", 0.5}}},
   {"gla_recurrent",                sb::plugins::describe_gla,               32, 4, {{"mode", std::string("recurrent")}}},
   {"linear_attention",             sb::plugins::describe_linear_attention,  32, 4, {}},
+  {"linear_attention_odd_heads",   sb::plugins::describe_linear_attention,  18, 2, {}},  // K = 9, V = 18
+  {"linear_attention_no_conv",     sb::plugins::describe_linear_attention,  32, 4, {{"use_short_conv", false}}},
+  {"linear_attention_chunk16",     sb::plugins::describe_linear_attention,  32, 2, {{"chunk_size", std::int64_t{16}}, {"expand_k", 0.5}}},
   {"linear_attention_recurrent",   sb::plugins::describe_linear_attention,  32, 4, {{"mode", std::string("recurrent")}}},
   {"mamba",                        sb::plugins::describe_mamba,             32, 4, {}},
   {"mamba_reference",              sb::plugins::describe_mamba,             32, 4, {{"mode", std::string("reference")}}},
@@ -75,8 +78,13 @@ const ContractCase kContract[] = {
   {"gated_delta_product_positive", sb::plugins::describe_gated_delta_product, 32, 4, {{"allow_neg_eigval", false}, {"num_householder", std::int64_t{1}}}},
   {"gated_delta_product_recurrent", sb::plugins::describe_gated_delta_product, 32, 4, {{"mode", std::string("recurrent")}}},
   {"retnet",                       sb::plugins::describe_retnet,            32, 4, {}},
+  {"retnet_odd_heads",             sb::plugins::describe_retnet,            20, 2, {}},  // K = 10, V = 20
+  {"retnet_no_conv",               sb::plugins::describe_retnet,            32, 4, {{"use_short_conv", false}}},
+  {"retnet_chunk16",               sb::plugins::describe_retnet,            32, 2, {{"chunk_size", std::int64_t{16}}, {"expand_k", 0.5}}},
   {"retnet_recurrent",             sb::plugins::describe_retnet,            32, 4, {{"mode", std::string("recurrent")}}},
   {"mesa_net",                     sb::plugins::describe_mesa_net,          32, 4, {}},
+  {"mesa_net_chunk8",              sb::plugins::describe_mesa_net,          32, 4, {{"chunk_size", std::int64_t{8}}}},
+  {"mesa_net_gated_chunk8",        sb::plugins::describe_mesa_net,          32, 2, {{"use_output_gate", true}, {"chunk_size", std::int64_t{8}}}},
   {"mesa_net_reference",           sb::plugins::describe_mesa_net,          32, 4, {{"mode", std::string("reference")}}},
   {"s4d",                          sb::plugins::describe_s4d,               32, 4, {}},
   {"s4d_recurrent",                sb::plugins::describe_s4d,               32, 4, {{"mode", std::string("recurrent")}}},

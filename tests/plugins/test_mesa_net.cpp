@@ -247,37 +247,11 @@ TEST(MesaNet, ForwardMatchesTheLayerWrittenOut) {
   }
 }
 
-TEST(MesaNet, StepEqualsForwardInFloat64) {
-  torch::NoGradGuard no_grad;
-  for (const auto& options : std::vector<std::map<std::string, sb::OptionValue>>{
-           {}, {{"use_output_gate", true}, {"chunk_size", std::int64_t{8}}}}) {
-    auto m = make_mesa(32, 2, options);
-    m->to(torch::kFloat64);
-    for (std::int64_t T : {1, 9, 70}) {
-      auto x = torch::randn({2, T, 32}, torch::kFloat64);
-      EXPECT_LT(rel_err(run_steps(*m, x), m->forward(x)), 1e-9) << m->describe() << " T=" << T;
-    }
-  }
-}
-
 TEST(MesaNet, StepEqualsForwardInFloat32) {
   torch::NoGradGuard no_grad;
   auto m = make_mesa(64, 4);
   auto x = torch::randn({2, 150, 64});
   EXPECT_LT(rel_err(run_steps(*m, x), m->forward(x)), 1e-4);
-}
-
-TEST(MesaNet, Causal) {
-  auto m = make_mesa(32, 4, {{"chunk_size", std::int64_t{8}}});
-  m->to(torch::kFloat64);
-  sb::test::expect_causal(*m, 32);
-}
-
-TEST(MesaNet, GradientsFiniteAndNonZero) {
-  for (const std::string mode : {"chunk", "reference"}) {
-    auto m = make_mesa(32, 4, {{"mode", mode}, {"chunk_size", std::int64_t{8}}});
-    sb::test::expect_gradients(*m, torch::randn({2, 21, 32}));
-  }
 }
 
 TEST(MesaNet, StateElementsConstant) {

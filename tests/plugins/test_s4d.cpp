@@ -227,20 +227,6 @@ TEST(S4D, DropoutIsTiedOverTimeAndOnlyInTraining) {
   }
 }
 
-TEST(S4D, Causal) {
-  auto m = make_s4d(16);
-  m->to(torch::kFloat64);
-  m->eval();
-  sb::test::expect_causal(*m, 16);
-}
-
-TEST(S4D, GradientsFiniteAndNonZero) {
-  for (const std::string mode : {"fft", "recurrent"}) {
-    auto m = make_s4d(16, {{"mode", mode}, {"dropout", 0.0}});
-    sb::test::expect_gradients(*m, torch::randn({2, 21, 16}));
-  }
-}
-
 TEST(S4D, StateElementsConstant) {
   auto m = make_s4d(32);
   EXPECT_EQ(m->state_elements(1), 32 * 64);
