@@ -10,11 +10,13 @@
 // special cases.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/plugins/conformance.hpp"
+#include "tests/plugins/mixer_test_util.hpp"
 #include "plugins/delta_net/delta_net.hpp"
 #include "plugins/gated_delta_net/gated_delta_net.hpp"
 #include "plugins/gated_delta_product/gated_delta_product.hpp"
@@ -114,6 +116,70 @@ TEST_P(Contract, PassesTheConformanceKitInFloat64) {
 
 INSTANTIATE_TEST_SUITE_P(Plugins, Contract, ::testing::ValuesIn(kContract),
                          [](const ::testing::TestParamInfo<ContractCase>& info) {
+                           return std::string(info.param.name);
+                         });
+
+// A plugin's fast forward (chunked, scan, FFT) against its reference form, on the same parameters:
+// one row per (plugin, fast options), the reference named by its `mode` option.
+struct ModesCase {
+  const char* name;
+  sb::PluginDescriptor (*describe)();
+  std::int64_t d_model, n_heads, batch, T;
+  std::map<std::string, sb::OptionValue> fast;  // options of the fast form
+  const char* reference_mode;                   // `mode` of the reference form
+  torch::ScalarType dtype;
+  double tolerance;  // relative error allowed
+  std::uint64_t seed;
+};
+
+// clang-format off
+const ModesCase kModes[] = {
+  // name                      plugin                                      D   H  B  T    fast options                             reference    dtype           tol   seed
+  {"gla_chunk16",              sb::plugins::describe_gla,                  32, 4, 2, 70,  {{"chunk_size", std::int64_t{16}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"gla_chunk64",              sb::plugins::describe_gla,                  32, 4, 2, 70,  {{"chunk_size", std::int64_t{64}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"delta_net_chunk16",        sb::plugins::describe_delta_net,            32, 4, 2, 70,  {{"chunk_size", std::int64_t{16}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"delta_net_chunk64",        sb::plugins::describe_delta_net,            32, 4, 2, 70,  {{"chunk_size", std::int64_t{64}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"gated_delta_net_chunk16",  sb::plugins::describe_gated_delta_net,      32, 4, 2, 70,  {{"chunk_size", std::int64_t{16}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"gated_delta_net_chunk64",  sb::plugins::describe_gated_delta_net,      32, 4, 2, 70,  {{"chunk_size", std::int64_t{64}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"gated_delta_product_chunk16", sb::plugins::describe_gated_delta_product, 32, 4, 2, 45, {{"chunk_size", std::int64_t{16}}},   "recurrent", torch::kFloat64, 1e-9, 5},
+  {"gated_delta_product_chunk64", sb::plugins::describe_gated_delta_product, 32, 4, 2, 45, {{"chunk_size", std::int64_t{64}}},   "recurrent", torch::kFloat64, 1e-9, 5},
+  {"linear_attention_chunk16", sb::plugins::describe_linear_attention,     32, 4, 2, 70,  {{"chunk_size", std::int64_t{16}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"linear_attention_chunk64", sb::plugins::describe_linear_attention,     32, 4, 2, 70,  {{"chunk_size", std::int64_t{64}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  // float32 too: without a decay the state only grows, which the chunked sums must not lose.
+  {"linear_attention_float32", sb::plugins::describe_linear_attention,     64, 4, 2, 300, {},                                     "recurrent", torch::kFloat32, 1e-4, 6},
+  {"mamba2_chunk16_float32",   sb::plugins::describe_mamba2,               32, 4, 3, 50,  {{"chunk_size", std::int64_t{16}}},     "recurrent", torch::kFloat32, 1e-5, 5},
+  {"mamba2_chunk16",           sb::plugins::describe_mamba2,               32, 4, 2, 70,  {{"chunk_size", std::int64_t{16}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"retnet_chunk16",           sb::plugins::describe_retnet,               32, 4, 2, 70,  {{"chunk_size", std::int64_t{16}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"retnet_chunk64",           sb::plugins::describe_retnet,               32, 4, 2, 70,  {{"chunk_size", std::int64_t{64}}},     "recurrent", torch::kFloat64, 1e-9, 5},
+  {"mamba_scan",               sb::plugins::describe_mamba,                32, 4, 2, 70,  {},                                     "reference", torch::kFloat64, 1e-9, 5},
+  {"mesa_net_chunk8",          sb::plugins::describe_mesa_net,             32, 4, 2, 70,  {{"chunk_size", std::int64_t{8}}},      "reference", torch::kFloat64, 1e-9, 5},
+  {"s4d_fft",                  sb::plugins::describe_s4d,                  32, 4, 2, 70,  {},                                     "recurrent", torch::kFloat64, 1e-9, 5},
+};
+// clang-format on
+
+class Modes : public ::testing::TestWithParam<ModesCase> {};
+
+TEST_P(Modes, FastFormEqualsTheReferenceForm) {
+  const ModesCase& c = GetParam();
+  const auto descriptor = c.describe();
+  auto reference_options = c.fast;
+  reference_options.erase("chunk_size");
+  reference_options["mode"] = std::string(c.reference_mode);
+  auto fast = sb::test::make_mixer(descriptor, c.d_model, c.n_heads, c.fast, c.seed);
+  auto reference = sb::test::make_mixer(descriptor, c.d_model, c.n_heads, reference_options, c.seed);
+  fast->to(c.dtype);
+  reference->to(c.dtype);
+  fast->eval();
+  reference->eval();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(c.seed + 1);
+  const auto x = torch::randn({c.batch, c.T, c.d_model}, c.dtype);  // [B, T, D]
+  EXPECT_LT(sb::test::rel_err(fast->forward(x), reference->forward(x)), c.tolerance)
+      << fast->describe() << " vs " << reference->describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(Plugins, Modes, ::testing::ValuesIn(kModes),
+                         [](const ::testing::TestParamInfo<ModesCase>& info) {
                            return std::string(info.param.name);
                          });
 
