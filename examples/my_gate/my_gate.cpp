@@ -7,8 +7,8 @@
 //   S_t     = e^{g_t} S_{t−1} + k_t v_tᵀ               S ∈ R^{K×V}
 //   o_t     = S_tᵀ q_t · K^−½
 //   y       = W_o concat_heads(o)
-// The SDK's gated-linear-attention primitive takes a decay per key channel, so the per-head decay is
-// broadcast over K: training uses its chunked form, `step` its single step.
+// Training uses the SDK's chunked form for one decay per head (sb::gla_scalar_chunked); `step` uses
+// the gated-linear-attention step with that decay broadcast over the K key channels.
 #include <selectivbench/sdk.hpp>
 
 #include <cmath>
@@ -25,11 +25,11 @@ class MyGate : public sb::Mixer {
         tau_(ctx.options.get_float("gate_normalizer")),
         chunk_(ctx.options.get_int("chunk_size")) {
     if (D_ % H_ != 0) throw std::invalid_argument("my_gate: d_model must be divisible by n_heads");
-    q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(D_, D_).bias(false)));
-    k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(D_, D_).bias(false)));
-    v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(D_, D_).bias(false)));
+    q_proj = register_module("q_proj", sb::linear_no_bias(D_, D_));
+    k_proj = register_module("k_proj", sb::linear_no_bias(D_, D_));
+    v_proj = register_module("v_proj", sb::linear_no_bias(D_, D_));
     gate_proj = register_module("gate_proj", torch::nn::Linear(D_, H_));
-    o_proj = register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(D_, D_).bias(false)));
+    o_proj = register_module("o_proj", sb::linear_no_bias(D_, D_));
   }
 
   torch::Tensor forward(const torch::Tensor& x) override {  // [B, T, D] -> [B, T, D]
@@ -37,15 +37,16 @@ class MyGate : public sb::Mixer {
     const auto q = q_proj(x).view({B, T, H_, K_}) / std::sqrt(double(K_));  // [B, T, H, K]
     const auto k = k_proj(x).view({B, T, H_, K_});                           // [B, T, H, K]
     const auto v = v_proj(x).view({B, T, H_, K_});                           // [B, T, H, V]
-    const auto g = log_decay(x).unsqueeze(-1).expand({B, T, H_, K_});       // [B, T, H, K]
-    const auto o = sb::gla_chunked(q, k, v, g, {}, chunk_).output;          // [B, T, H, V]
+    const auto g = log_decay(x);                                             // [B, T, H]
+    const auto o = sb::gla_scalar_chunked(q, k, v, g, {}, chunk_).output;   // [B, T, H, V]
     return o_proj(o.reshape({B, T, D_}));
   }
 
   sb::MixerState init_state(std::int64_t batch, const torch::Device& device,
-                            torch::ScalarType) override {
-    // The state is kept in float32 whatever the activations' dtype, as the chunked form does.
-    return {{torch::zeros({batch, H_, K_, K_}, torch::TensorOptions(device).dtype(torch::kFloat))},
+                            torch::ScalarType dtype) override {
+    // float32 (float64 for float64 activations) whatever the activations' dtype, as the chunked
+    // form keeps it.
+    return {{torch::zeros({batch, H_, K_, K_}, torch::TensorOptions(device).dtype(sb::state_dtype(dtype)))},
             0};
   }
 
@@ -54,7 +55,7 @@ class MyGate : public sb::Mixer {
     const auto q = q_proj(x_t).view({B, H_, K_}) / std::sqrt(double(K_));  // [B, H, K]
     const auto k = k_proj(x_t).view({B, H_, K_});
     const auto v = v_proj(x_t).view({B, H_, K_});
-    const auto g = log_decay(x_t).unsqueeze(-1).expand({B, H_, K_});
+    const auto g = log_decay(x_t).unsqueeze(-1).expand({B, H_, K_});  // [B, H, K]
     const auto o = sb::gla_step(q, k, v, g, state.tensors[0]);  // [B, H, V]
     ++state.position;
     return o_proj(o.reshape({B, D_}));
