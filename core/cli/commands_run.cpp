@@ -607,21 +607,6 @@ void print_plugin_row(const char* format, const PluginDescriptor& d, const std::
               t.short_conv ? "yes" : "no", caps.c_str());
 }
 
-// The library `plugins info NAME|PATH` means: a path as given, a name as the search finds it.
-std::string plugin_file_for(const std::string& name_or_path,
-                            const std::vector<SearchFolder>& folders) {
-  const bool is_path = name_or_path.find('/') != std::string::npos ||
-                       (name_or_path.size() > 3 &&
-                        name_or_path.compare(name_or_path.size() - 3, 3, ".so") == 0);
-  if (is_path) return name_or_path;
-  for (const auto& f : folders) {
-    const auto file = std::filesystem::path(f.path) / ("libsb_" + name_or_path + ".so");
-    std::error_code ec;
-    if (std::filesystem::exists(file, ec)) return file.string();
-  }
-  return "";
-}
-
 }  // namespace
 
 void add_plugins_command(CLI::App& app, std::function<int()>& action) {
@@ -662,7 +647,7 @@ void add_plugins_command(CLI::App& app, std::function<int()>& action) {
       }
       if (info->parsed()) {
         // From the manifest when it is current; otherwise loading the library is the only way.
-        const std::string file = plugin_file_for(o->info_name, folders);
+        const std::string file = plugin_file(o->info_name, folders);
         std::optional<PluginManifest> m;
         if (!file.empty()) {
           try {

@@ -254,11 +254,6 @@ PluginManifest parse_manifest(const std::string& file, const json& m) {
   return out;
 }
 
-bool is_plugin_file_name(const std::string& name) {
-  return name.rfind("libsb_", 0) == 0 && name.size() > 9 &&
-         name.compare(name.size() - 3, 3, ".so") == 0;
-}
-
 }  // namespace
 
 std::string manifest_path_of(const std::string& library) {

@@ -78,6 +78,11 @@ std::string fingerprint_mismatch(const SbBuildFingerprint& plugin, const SbBuild
   return out;
 }
 
+bool is_plugin_file_name(const std::string& name) {
+  return name.rfind("libsb_", 0) == 0 && name.size() > 9 &&
+         name.compare(name.size() - 3, 3, ".so") == 0;
+}
+
 std::string plugin_name_of_file(const std::string& path) {
   std::string stem = fs::path(path).filename().string();
   if (stem.rfind("libsb_", 0) == 0) stem = stem.substr(6);
@@ -259,13 +264,12 @@ std::shared_ptr<const LoadedPlugin> PluginRegistry::find(const std::string& name
                                                          const std::vector<SearchFolder>& folders) {
   std::string searched;
   for (std::size_t i = 0; i < folders.size(); ++i) {
-    const fs::path file = fs::path(folders[i].path) / ("libsb_" + name + ".so");
+    const std::string file = plugin_file(name, {folders[i]});
     searched += "\n  " + folders[i].path + " (" + folders[i].origin + ")";
-    std::error_code ec;
-    if (!fs::exists(fs::symlink_status(file, ec))) continue;
+    if (file.empty()) continue;
     warn_if_world_writable(folders[i].path);
-    warn_if_shadowing(name, file.string(), folders[i], {folders.begin() + i + 1, folders.end()});
-    return load_file(file.string());
+    warn_if_shadowing(name, file, folders[i], {folders.begin() + i + 1, folders.end()});
+    return load_file(file);
   }
   // The names on the path come from the file names: nothing is loaded to suggest one.
   std::vector<std::string> names;
@@ -275,10 +279,7 @@ std::shared_ptr<const LoadedPlugin> PluginRegistry::find(const std::string& name
     if (!fs::is_directory(folder.path, ec)) continue;
     for (const auto& e : fs::directory_iterator(folder.path, ec)) {
       const std::string file = e.path().filename().string();
-      if (file.rfind("libsb_", 0) != 0 || file.size() <= 9 ||
-          file.compare(file.size() - 3, 3, ".so") != 0) {
-        continue;
-      }
+      if (!is_plugin_file_name(file)) continue;
       const std::string n = plugin_name_of_file(file);
       if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
     }
@@ -292,12 +293,24 @@ std::shared_ptr<const LoadedPlugin> PluginRegistry::find(const std::string& name
                     searched);
 }
 
-std::shared_ptr<const LoadedPlugin> PluginRegistry::resolve(
-    const std::string& name_or_path, const std::vector<SearchFolder>& folders) {
+std::string plugin_file(const std::string& name_or_path, const std::vector<SearchFolder>& folders) {
   const bool is_path = name_or_path.find('/') != std::string::npos ||
                        (name_or_path.size() > 3 &&
                         name_or_path.compare(name_or_path.size() - 3, 3, ".so") == 0);
-  return is_path ? load_file(name_or_path) : find(name_or_path, folders);
+  if (is_path) return name_or_path;
+  for (const auto& folder : folders) {
+    const fs::path file = fs::path(folder.path) / ("libsb_" + name_or_path + ".so");
+    std::error_code ec;
+    // A dangling or looping symlink is found too: loading it then says what is wrong with it.
+    if (fs::exists(fs::symlink_status(file, ec))) return file.string();
+  }
+  return "";
+}
+
+std::shared_ptr<const LoadedPlugin> PluginRegistry::resolve(
+    const std::string& name_or_path, const std::vector<SearchFolder>& folders) {
+  const std::string file = plugin_file(name_or_path, folders);
+  return file == name_or_path ? load_file(file) : find(name_or_path, folders);
 }
 
 Options resolve_options(const PluginDescriptor& d,

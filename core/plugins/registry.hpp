@@ -55,6 +55,13 @@ std::vector<SearchFolder> plugin_search_path(const std::vector<std::string>& com
 // "gla" for .../libsb_gla.so.
 std::string plugin_name_of_file(const std::string& path);
 
+// A file name a plugin may have: libsb_<name>.so.
+bool is_plugin_file_name(const std::string& file_name);
+
+// The file NAME|PATH means: a path (it contains '/' or ends in .so) as given, a name as the first
+// folder holding libsb_<name>.so has it; "" when no folder does.
+std::string plugin_file(const std::string& name_or_path, const std::vector<SearchFolder>& folders);
+
 // How a plugin's build differs from this binary's ("LibTorch 2.1.0, this binary uses 1.13.0; ..."),
 // or "" when it does not.
 std::string fingerprint_mismatch(const SbBuildFingerprint& plugin, const SbBuildFingerprint& host);

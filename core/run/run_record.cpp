@@ -142,21 +142,15 @@ NetworkSpec network_spec(const ModelConfig& m, const Dataset& data,
   json plugins = json::array();
   for (const auto& name : m.layer_plugins) {
     auto plugin = PluginRegistry::instance().find(name, folders);
-    // The recorded values over the plugin's defaults: an option the plugin gained since the run
-    // was recorded takes its default. JSON keeps no difference between 1000 and 1000.0, so a
-    // whole number recorded for a float option is read back as a float (as resolve_options does).
-    Options options(plugin->descriptor.options);
+    // The recorded values, checked against the plugin's schema as a benchmark file's are: an
+    // option the plugin gained since the run was recorded takes its default, and a whole number
+    // recorded for a float option (JSON keeps no 1000.0) reads back as a float.
+    std::vector<std::pair<std::string, OptionValue>> recorded;
     if (auto it = m.options.find(name); it != m.options.end()) {
-      for (const auto& [key, value] : it->second.values()) {
-        const bool float_option = options.has(key) && std::holds_alternative<double>(
-                                                          options.values().at(key));
-        if (float_option && std::holds_alternative<std::int64_t>(value)) {
-          options.set(key, static_cast<double>(std::get<std::int64_t>(value)));
-        } else {
-          options.set(key, value);
-        }
-      }
+      recorded.assign(it->second.values().begin(), it->second.values().end());
     }
+    const Options options =
+        resolve_options(plugin->descriptor, recorded, "model.plugin_options." + name);
     spec.layers.push_back({plugin, options});
     bool listed = false;
     for (const auto& p : plugins) listed |= p["name"] == name;

@@ -34,6 +34,12 @@ namespace {
 
 using Options = std::vector<std::pair<std::string, sb::OptionValue>>;
 
+// A row's test name is its `name` column.
+template <typename Row>
+std::string row_name(const ::testing::TestParamInfo<Row>& info) {
+  return info.param.name;
+}
+
 struct ContractCase {
   const char* name;  // the test's name: plugin_variant
   sb::PluginDescriptor (*describe)();
@@ -114,10 +120,7 @@ TEST_P(Contract, PassesTheConformanceKitInFloat64) {
   EXPECT_TRUE(report.passed()) << sb::format_report(report);
 }
 
-INSTANTIATE_TEST_SUITE_P(Plugins, Contract, ::testing::ValuesIn(kContract),
-                         [](const ::testing::TestParamInfo<ContractCase>& info) {
-                           return std::string(info.param.name);
-                         });
+INSTANTIATE_TEST_SUITE_P(Plugins, Contract, ::testing::ValuesIn(kContract), row_name<ContractCase>);
 
 // A plugin's fast forward (chunked, scan, FFT) against its reference form, on the same parameters:
 // one row per (plugin, fast options), the reference named by its `mode` option.
@@ -178,9 +181,6 @@ TEST_P(Modes, FastFormEqualsTheReferenceForm) {
       << fast->describe() << " vs " << reference->describe();
 }
 
-INSTANTIATE_TEST_SUITE_P(Plugins, Modes, ::testing::ValuesIn(kModes),
-                         [](const ::testing::TestParamInfo<ModesCase>& info) {
-                           return std::string(info.param.name);
-                         });
+INSTANTIATE_TEST_SUITE_P(Plugins, Modes, ::testing::ValuesIn(kModes), row_name<ModesCase>);
 
 }  // namespace
